@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's test command (README.md, .ci/run): formatting, lints, the core purity
+# check, then every test of the workspace in release mode (the simulator and the
+# checker's scale tests need optimised code; one profile also means one build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+started=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "core purity"
+bash ci/check-core-purity.sh
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --release --no-fail-fast
+else
+  cargo test --workspace --all-features --release --no-fail-fast
+fi
+
+echo "ci/test.sh finished in $(( $(date +%s) - started ))s"
