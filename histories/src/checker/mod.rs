@@ -1,0 +1,279 @@
+//! The linearizability checker.
+//!
+//! 1. Decode every op with the model (an unknown op makes the history
+//!    unreadable, before any search).
+//! 2. Drop `fail` ops (they did not happen) and read-only ops with an
+//!    unknown outcome (they constrain nothing).
+//! 3. Split by the model's partition (P-compositionality: a history is
+//!    linearizable iff each independent part is), biggest part first.
+//! 4. Search each part on a bounded pool of threads; stop early when one
+//!    part is not linearizable, or when the deadline or cancel token fires.
+
+pub mod hash;
+mod search;
+mod seen;
+mod states;
+mod stop;
+
+pub use stop::{CancelToken, StopReason};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::HistoryError;
+use crate::history::{Operation, Status};
+use crate::model::Model;
+use search::{SearchOp, SearchOutcome, SearchVerdict, search};
+use stop::Stop;
+
+/// Knobs of one check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Give up (verdict Unknown) after this long.
+    pub timeout: Option<Duration>,
+    pub cancel: Option<CancelToken>,
+    /// Worker threads; 0 = one per available core.
+    pub threads: usize,
+    /// Check all ops as one partition (the model's state must then cover
+    /// all keys, as the built-in models' states do).
+    pub single_partition: bool,
+    /// Stop the other partitions once one is found not linearizable.
+    pub stop_on_first_illegal: bool,
+    /// Bound on the search tables of all workers together; beyond it the
+    /// verdict is Unknown rather than the machine swapping.
+    pub memory_limit_bytes: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            timeout: None,
+            cancel: None,
+            threads: 0,
+            single_partition: false,
+            stop_on_first_illegal: true,
+            memory_limit_bytes: 4 << 30,
+        }
+    }
+}
+
+/// The answer for a history or one of its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Linearizable,
+    Illegal,
+    /// Not decided (deadline, cancel, memory limit): neither a pass nor a
+    /// violation.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::Illegal => "not linearizable",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// The result for one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionResult {
+    /// The partition's key, when partitioned by key.
+    pub key: Option<String>,
+    /// The ops checked (indices into the operation list).
+    pub ops: Vec<usize>,
+    pub verdict: Verdict,
+    pub reason: Option<StopReason>,
+    /// When Illegal: the longest sequence of ops that could be linearized,
+    /// in linearization order.
+    pub longest_prefix: Vec<usize>,
+    /// When Illegal: the ops that could not be placed after that prefix.
+    pub unplaceable: Vec<usize>,
+    /// Configurations (linearized set, state) explored.
+    pub explored: u64,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub model: String,
+    pub verdict: Verdict,
+    /// Ops in the search (after dropping `fail` and unknown reads).
+    pub ops_checked: usize,
+    pub partitions: Vec<PartitionResult>,
+    #[serde(serialize_with = "ser_duration_ms")]
+    pub elapsed: Duration,
+}
+
+fn ser_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+impl CheckResult {
+    /// The first partition that is not linearizable, if any.
+    pub fn failing_partition(&self) -> Option<&PartitionResult> {
+        self.partitions.iter().find(|p| p.verdict == Verdict::Illegal)
+    }
+}
+
+/// A decoded op kept for the search.
+struct Decoded<M: Model> {
+    op: usize,
+    input: M::Input,
+    output: Option<M::Output>,
+}
+
+/// Checks `ops` (from [`crate::pair`]) against `model`.
+///
+/// Errors only when an op cannot be decoded; a check that runs out of time
+/// returns `Ok` with verdict Unknown.
+pub fn check<M: Model>(model: &M, ops: &[Operation], options: &CheckOptions) -> Result<CheckResult, HistoryError> {
+    let start = Instant::now();
+    let deadline = options.timeout.map(|t| start + t);
+    let (decoded, groups) = decode_and_partition(model, ops, options.single_partition)?;
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(groups.len())
+    .max(1);
+    let illegal_found = AtomicBool::new(false);
+    let stop = Stop {
+        deadline,
+        cancel: options.cancel.as_ref(),
+        illegal_found: options.stop_on_first_illegal.then_some(&illegal_found),
+        memory_limit_bytes: options.memory_limit_bytes / threads,
+    };
+    let run_one = |group: &[usize]| -> SearchOutcome {
+        let search_ops: Vec<SearchOp<'_, M>> = group
+            .iter()
+            .map(|&d| {
+                let d = &decoded[d];
+                let op = &ops[d.op];
+                SearchOp {
+                    id: d.op,
+                    call: op.call,
+                    ret: op.effective_return(),
+                    input: &d.input,
+                    output: d.output.as_ref(),
+                }
+            })
+            .collect();
+        let outcome = search(model, &search_ops, &stop);
+        if outcome.verdict == SearchVerdict::Illegal {
+            illegal_found.store(true, Ordering::Relaxed);
+        }
+        outcome
+    };
+    let outcomes = run_pool(&groups, threads, run_one);
+
+    let partitions: Vec<PartitionResult> = groups
+        .iter()
+        .zip(outcomes)
+        .map(|(group, outcome)| {
+            let (verdict, reason) = match outcome.verdict {
+                SearchVerdict::Linearizable => (Verdict::Linearizable, None),
+                SearchVerdict::Illegal => (Verdict::Illegal, None),
+                SearchVerdict::Unknown(r) => (Verdict::Unknown, Some(r)),
+            };
+            let first = &ops[decoded[group[0]].op];
+            PartitionResult {
+                key: if options.single_partition { None } else { first.key.clone() },
+                ops: group.iter().map(|&d| decoded[d].op).collect(),
+                verdict,
+                reason,
+                longest_prefix: outcome.longest,
+                unplaceable: outcome.unplaceable,
+                explored: outcome.explored,
+            }
+        })
+        .collect();
+    let verdict = if partitions.iter().any(|p| p.verdict == Verdict::Illegal) {
+        Verdict::Illegal
+    } else if partitions.iter().any(|p| p.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    Ok(CheckResult {
+        model: model.name().to_owned(),
+        verdict,
+        ops_checked: decoded.len(),
+        partitions,
+        elapsed: start.elapsed(),
+    })
+}
+
+type Groups = Vec<Vec<usize>>;
+
+/// Decodes the ops and groups the ones the search needs by partition,
+/// largest group first (so the pool's tail is short).
+fn decode_and_partition<M: Model>(
+    model: &M,
+    ops: &[Operation],
+    single: bool,
+) -> Result<(Vec<Decoded<M>>, Groups), HistoryError> {
+    let mut decoded = Vec::with_capacity(ops.len());
+    let mut group_of: HashMap<u64, usize, hash::FastBuildHasher> = HashMap::default();
+    let mut groups: Groups = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let input = model.decode_input(op).map_err(|m| HistoryError::new(op.call_line, m))?;
+        let output = match op.status {
+            Status::Fail => continue,
+            Status::Info if model.is_read_only(&input) => continue,
+            Status::Info => None,
+            Status::Ok => Some(
+                model
+                    .decode_output(&input, &op.output)
+                    .map_err(|m| HistoryError::new(op.ret_line.unwrap_or(op.call_line), m))?,
+            ),
+        };
+        let part = if single { 0 } else { model.partition(op, &input) };
+        let g = *group_of.entry(part).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(decoded.len());
+        decoded.push(Decoded { op: i, input, output });
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    Ok((decoded, groups))
+}
+
+/// Runs `work` on every group with at most `threads` scoped threads pulling
+/// from a shared counter; results come back in group order.
+fn run_pool<F>(groups: &[Vec<usize>], threads: usize, work: F) -> Vec<SearchOutcome>
+where
+    F: Fn(&[usize]) -> SearchOutcome + Sync,
+{
+    if threads <= 1 {
+        return groups.iter().map(|g| work(g)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<SearchOutcome>>> = Mutex::new((0..groups.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(group) = groups.get(i) else { break };
+                    let outcome = work(group);
+                    results.lock().expect("a checker worker panicked")[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("a checker worker panicked")
+        .into_iter()
+        .map(|r| r.expect("every group is checked"))
+        .collect()
+}

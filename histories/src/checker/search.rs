@@ -1,0 +1,258 @@
+//! Wing–Gong linearizability search over one partition, in Lowe's form.
+//!
+//! Calls and returns sit in a doubly linked list in real-time order. The
+//! search walks the list: at a call it tries to linearize that op next (the
+//! model accepts it and the resulting (set, state) configuration is new),
+//! then *lifts* the op's call and return out of the list and starts over from
+//! the head; at a return it has hit an op that must already be linearized, so
+//! it backtracks: pops the last op, *unlifts* it and tries the entry after
+//! it. An op without a return (unknown outcome) never blocks anything, so the
+//! history is linearizable once every return is gone.
+
+use crate::checker::hash::mix64;
+use crate::checker::seen::SeenSet;
+use crate::checker::states::StateTable;
+use crate::checker::stop::{Stop, StopReason};
+use crate::model::Model;
+
+/// One op of the partition, as the search sees it.
+pub struct SearchOp<'a, M: Model> {
+    /// Index into the caller's operation list (reported back).
+    pub id: usize,
+    /// Real-time position of the call.
+    pub call: usize,
+    /// Real-time position of the return; `None` = never returns.
+    pub ret: Option<usize>,
+    pub input: &'a M::Input,
+    pub output: Option<&'a M::Output>,
+}
+
+/// What the search found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchVerdict {
+    Linearizable,
+    Illegal,
+    Unknown(StopReason),
+}
+
+pub struct SearchOutcome {
+    pub verdict: SearchVerdict,
+    /// The longest sequence of ops linearized at once (caller's ids, in
+    /// linearization order). Filled when the verdict is `Illegal`.
+    pub longest: Vec<usize>,
+    /// Ops that could not be placed after `longest`.
+    pub unplaceable: Vec<usize>,
+    /// Configurations explored.
+    pub explored: u64,
+}
+
+const HEAD: usize = 0;
+/// How many loop turns between looks at the clock and the cancel flag.
+const STOP_CHECK_INTERVAL: u32 = 1 << 10;
+
+/// The call/return list. Node 0 is the head sentinel and node `n + 1` the
+/// tail sentinel; node `1..=n` are entries in real-time order.
+struct Entries {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Local op number of each entry.
+    op: Vec<u32>,
+    /// For a call entry, its return entry (0 if the op never returns); for a
+    /// return entry, `RETURN`.
+    partner: Vec<u32>,
+}
+
+const RETURN: u32 = u32::MAX;
+
+impl Entries {
+    fn build<M: Model>(ops: &[SearchOp<'_, M>]) -> Entries {
+        let mut events: Vec<(usize, u32, bool)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            events.push((op.call, i as u32, true));
+            if let Some(r) = op.ret {
+                debug_assert!(r > op.call, "a return precedes its call");
+                events.push((r, i as u32, false));
+            }
+        }
+        events.sort_unstable_by_key(|e| e.0);
+        let n = events.len();
+        let mut e = Entries {
+            next: (1..=n as u32 + 1).chain([0]).collect(),
+            prev: [0].into_iter().chain(0..=n as u32).collect(),
+            op: vec![0; n + 2],
+            partner: vec![0; n + 2],
+        };
+        let mut call_node = vec![0u32; ops.len()];
+        for (k, &(_, op, is_call)) in events.iter().enumerate() {
+            let node = k as u32 + 1;
+            e.op[node as usize] = op;
+            if is_call {
+                call_node[op as usize] = node;
+            } else {
+                e.partner[node as usize] = RETURN;
+                e.partner[call_node[op as usize] as usize] = node;
+            }
+        }
+        e
+    }
+
+    #[inline]
+    fn unlink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    #[inline]
+    fn relink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p as usize] = node as u32;
+        self.prev[n as usize] = node as u32;
+    }
+
+    /// Takes a call and its return out of the list.
+    #[inline]
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        let ret = self.partner[call] as usize;
+        if ret != 0 {
+            self.unlink(ret);
+        }
+    }
+
+    /// Puts them back, in the reverse order of `lift`.
+    #[inline]
+    fn unlift(&mut self, call: usize) {
+        let ret = self.partner[call] as usize;
+        if ret != 0 {
+            self.relink(ret);
+        }
+        self.relink(call);
+    }
+}
+
+/// Checks one partition.
+pub fn search<M: Model>(model: &M, ops: &[SearchOp<'_, M>], stop: &Stop<'_>) -> SearchOutcome {
+    let mut entries = Entries::build(ops);
+    let words = ops.len().div_ceil(64).max(1);
+    let mut bits = vec![0u64; words];
+    let mut bits_hash = 0u64;
+    let op_hash: Vec<u64> = (0..ops.len() as u64).map(mix64).collect();
+    let mut seen = SeenSet::new(words);
+    let mut states = StateTable::new(model);
+    let mut state = StateTable::<M>::INIT;
+    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(ops.len());
+    let mut remaining = ops.iter().filter(|o| o.ret.is_some()).count();
+    let mut best = Best::default();
+    let mut explored = 0u64;
+    let mut turns = 0u32;
+    let mut node = entries.next[HEAD] as usize;
+
+    let verdict = loop {
+        if remaining == 0 {
+            break SearchVerdict::Linearizable;
+        }
+        turns += 1;
+        if turns == STOP_CHECK_INTERVAL {
+            turns = 0;
+            if let Some(reason) = stop.check(seen.bytes() + states.bytes()) {
+                break SearchVerdict::Unknown(reason);
+            }
+        }
+        let partner = entries.partner[node];
+        if partner != RETURN {
+            let op = entries.op[node] as usize;
+            let o = &ops[op];
+            if let Some(next_state) = states.step(state, op as u32, o.input, o.output) {
+                let (w, b) = (op / 64, 1u64 << (op % 64));
+                bits[w] |= b;
+                let hash = bits_hash ^ op_hash[op];
+                let key_hash = hash ^ mix64(u64::from(next_state));
+                if seen.insert(key_hash, &bits, next_state) {
+                    explored += 1;
+                    stack.push((node as u32, state));
+                    state = next_state;
+                    bits_hash = hash;
+                    entries.lift(node);
+                    if partner != 0 {
+                        remaining -= 1;
+                    }
+                    node = entries.next[HEAD] as usize;
+                    continue;
+                }
+                bits[w] &= !b;
+            }
+            node = entries.next[node] as usize;
+        } else {
+            if stack.len() > best.len {
+                best.record(&stack, &entries, ops, &mut states, state, node);
+            }
+            let Some((call, prev_state)) = stack.pop() else {
+                break SearchVerdict::Illegal;
+            };
+            let call = call as usize;
+            let op = entries.op[call] as usize;
+            bits[op / 64] &= !(1u64 << (op % 64));
+            bits_hash ^= op_hash[op];
+            state = prev_state;
+            entries.unlift(call);
+            if entries.partner[call] != 0 {
+                remaining += 1;
+            }
+            node = entries.next[call] as usize;
+        }
+    };
+
+    let (longest, unplaceable) = if verdict == SearchVerdict::Illegal {
+        let longest = best.ops.iter().map(|&op| ops[op as usize].id).collect();
+        let unplaceable = best.stuck.iter().map(|&op| ops[op as usize].id).collect();
+        (longest, unplaceable)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    SearchOutcome { verdict, longest, unplaceable, explored }
+}
+
+/// The deepest point the search reached, for the report.
+#[derive(Default)]
+struct Best {
+    len: usize,
+    ops: Vec<u32>,
+    stuck: Vec<u32>,
+}
+
+impl Best {
+    /// Called when the search is about to backtrack from `ret_node` at a
+    /// depth not reached before. Recording only here (not on every push)
+    /// keeps the cost off the common path of a linearizable history.
+    fn record<M: Model>(
+        &mut self,
+        stack: &[(u32, u32)],
+        entries: &Entries,
+        ops: &[SearchOp<'_, M>],
+        states: &mut StateTable<'_, M>,
+        state: u32,
+        ret_node: usize,
+    ) {
+        self.len = stack.len();
+        self.ops = stack.iter().map(|&(call, _)| entries.op[call as usize]).collect();
+        self.stuck.clear();
+        // Every call before the blocking return was a candidate; those the
+        // model refuses are the ops that cannot be placed here.
+        let mut node = entries.next[HEAD] as usize;
+        while node != ret_node {
+            if entries.partner[node] != RETURN {
+                let op = entries.op[node];
+                let o = &ops[op as usize];
+                if states.step(state, op, o.input, o.output).is_none() {
+                    self.stuck.push(op);
+                }
+            }
+            node = entries.next[node] as usize;
+        }
+        let blocking = entries.op[ret_node];
+        if !self.stuck.contains(&blocking) {
+            self.stuck.push(blocking);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! When to give up: a deadline, a cancel token, a memory bound, or another
+//! partition already found a violation. Giving up yields Unknown, never
+//! Illegal, so a slow check can not turn into a false alarm.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// A handle to cancel a running check from another thread.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a partition was not decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    Deadline,
+    Cancelled,
+    MemoryLimit,
+    /// Another partition is not linearizable, so the verdict is known.
+    OtherPartitionIllegal,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Deadline => "deadline reached",
+            StopReason::Cancelled => "cancelled",
+            StopReason::MemoryLimit => "memory limit reached",
+            StopReason::OtherPartitionIllegal => "skipped: another partition is not linearizable",
+        }
+    }
+}
+
+/// The stop conditions shared by the workers of one check.
+pub struct Stop<'a> {
+    pub deadline: Option<Instant>,
+    pub cancel: Option<&'a CancelToken>,
+    /// Set by the first worker that finds a violation, if the check stops
+    /// early.
+    pub illegal_found: Option<&'a AtomicBool>,
+    pub memory_limit_bytes: usize,
+}
+
+impl Stop<'_> {
+    /// Whether to stop now; `used_bytes` is the caller's table size.
+    pub fn check(&self, used_bytes: usize) -> Option<StopReason> {
+        if self.illegal_found.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return Some(StopReason::OtherPartitionIllegal);
+        }
+        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Some(StopReason::Cancelled);
+        }
+        if used_bytes > self.memory_limit_bytes {
+            return Some(StopReason::MemoryLimit);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(StopReason::Deadline);
+        }
+        None
+    }
+}

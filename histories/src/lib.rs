@@ -1,0 +1,38 @@
+//! Client histories and the linearizability checker.
+//!
+//! ```text
+//! history.jsonl ──read──▶ History ──pair──▶ [Operation] ──check(model)──▶ CheckResult
+//!  (or Jepsen EDN / log,                                                  ├─ verdict line
+//!   via import::read)                                                     ├─ JSON report
+//!                                                                         └─ HTML timeline
+//! ```
+//!
+//! ```
+//! use d_engine_histories::{CheckOptions, KvModel, Verdict, check, pair, read_jsonl};
+//! let text = br#"{"process":1,"type":"invoke","f":"put","key":"k","value":"a"}
+//! {"process":1,"type":"ok","f":"put","key":"k","value":"a"}
+//! {"process":2,"type":"invoke","f":"get","key":"k"}
+//! {"process":2,"type":"ok","f":"get","key":"k","value":"b"}"#;
+//! let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+//! let result = check(&KvModel, &ops, &CheckOptions::default()).unwrap();
+//! assert_eq!(result.verdict, Verdict::Illegal);
+//! ```
+
+pub mod checker;
+pub mod edn;
+pub mod error;
+pub mod format;
+pub mod history;
+pub mod import;
+pub mod model;
+pub mod nemesis;
+pub mod value;
+
+pub use checker::{CancelToken, CheckOptions, CheckResult, PartitionResult, StopReason, Verdict, check};
+pub use error::HistoryError;
+pub use format::{Event, EventType, History, HistoryWriter, read_jsonl};
+pub use history::{Operation, Status, pair};
+pub use import::Format;
+pub use model::{KvModel, Model, ModelKind, RegisterModel};
+pub use nemesis::{NemesisEvent, read_nemesis_jsonl, write_nemesis_event};
+pub use value::Value;
