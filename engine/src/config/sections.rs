@@ -1,0 +1,281 @@
+//! The sections of [`Config`](super::Config), each with its defaults.
+//!
+//! Every limit carries its unit in its name (`_ms`, `_bytes`, `_entries`) and has a
+//! default chosen for a local cluster on one machine.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// This node's identity and where it keeps its data.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: non-zero, unique in the cluster, never reused.
+    pub id: u64,
+    /// Every message between nodes and from clients carries this id; a mismatch is
+    /// refused, so two clusters on one host cannot mix.
+    pub cluster_id: u64,
+    /// Address the node listens on for peers, clients and admin calls.
+    pub listen_addr: String,
+    /// Directory holding the log, hard state and snapshots.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            cluster_id: 1,
+            listen_addr: "127.0.0.1:9081".into(),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// A member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    pub addr: String,
+    /// Learners receive the log but neither vote nor count towards a quorum.
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// The cluster's initial membership. Used only when the node starts with an empty log;
+/// afterwards membership lives in the log and changes through the admin service.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub initial_members: Vec<MemberConfig>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            initial_members: vec![MemberConfig {
+                id: 1,
+                addr: "127.0.0.1:9081".into(),
+                learner: false,
+            }],
+        }
+    }
+}
+
+/// Raft timing, batching and flow control.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Length of one logical tick of the core; every timeout below is rounded up to
+    /// whole ticks.
+    pub tick_ms: u64,
+    /// A follower that hears nothing from a leader for a random time in
+    /// [min, max) starts an election.
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    /// How often a leader sends heartbeats; must be well under the election timeout.
+    pub heartbeat_interval_ms: u64,
+    /// Ask for votes only after a pre-vote round succeeds, so a node that was cut off
+    /// cannot force a term change when it returns.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum for an election timeout.
+    pub check_quorum: bool,
+    /// Append messages in flight per follower, and their payload bytes.
+    pub inflight_msgs_max: usize,
+    pub inflight_bytes_max: u64,
+    /// Largest batch of entries in one append message.
+    pub entries_per_msg_max: usize,
+    pub bytes_per_msg_max: u64,
+    /// Proposals waiting for the leader's event loop; past this, clients get BUSY.
+    pub proposal_queue_max: usize,
+    /// A leadership transfer that has not completed after this long is abandoned.
+    pub transfer_timeout_ms: u64,
+    /// Learners are promoted automatically once they stay within
+    /// `learner_promote_lag_entries_max` entries of the leader for
+    /// `learner_promote_sustain_ms` (when `learner_auto_promote` is on).
+    pub learner_auto_promote: bool,
+    pub learner_promote_lag_entries_max: u64,
+    pub learner_promote_sustain_ms: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            tick_ms: 10,
+            election_timeout_ms_min: 300,
+            election_timeout_ms_max: 600,
+            heartbeat_interval_ms: 50,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_msgs_max: 256,
+            inflight_bytes_max: 64 * 1024 * 1024,
+            entries_per_msg_max: 4096,
+            bytes_per_msg_max: 4 * 1024 * 1024,
+            proposal_queue_max: 16_384,
+            transfer_timeout_ms: 1_200,
+            learner_auto_promote: false,
+            learner_promote_lag_entries_max: 1_000,
+            learner_promote_sustain_ms: 1_000,
+        }
+    }
+}
+
+/// Which consistency a read gets when the request does not say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadConsistency {
+    Linearizable,
+    Lease,
+    Serializable,
+}
+
+/// Reads.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadConfig {
+    pub default_consistency: ReadConsistency,
+    /// Lease reads are refused unless this is on.
+    pub lease_enabled: bool,
+    /// The lease is the election timeout minus this margin, to allow for clocks that
+    /// run at different speeds on different nodes.
+    pub clock_drift_margin_ms: u64,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            default_consistency: ReadConsistency::Linearizable,
+            lease_enabled: false,
+            clock_drift_margin_ms: 100,
+        }
+    }
+}
+
+/// When snapshots are taken and how much log is kept behind them.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Take a snapshot after this many applied entries since the last one; 0 = only on
+    /// demand (the admin call).
+    pub entries_since_last: u64,
+    /// Entries kept in the log behind a snapshot, so slightly lagging followers catch
+    /// up from the log instead of needing a snapshot.
+    pub trailing_entries: u64,
+    /// Size of one chunk when a snapshot is streamed to a follower.
+    pub chunk_bytes: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            entries_since_last: 100_000,
+            trailing_entries: 10_000,
+            chunk_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Which storage backend holds the log and state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    File,
+    Rocksdb,
+    Memory,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// Size of one preallocated log segment file.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: StorageBackend::File,
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Connections and request handling.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub connect_timeout_ms: u64,
+    /// A client request not answered within this long gets TIMEOUT (outcome unknown).
+    pub request_timeout_ms: u64,
+    /// HTTP/2 keepalive pings on peer connections, so a dead link is noticed fast.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    /// Reconnect backoff to an unreachable peer, doubling from min to max.
+    pub reconnect_backoff_ms_min: u64,
+    pub reconnect_backoff_ms_max: u64,
+    /// Messages queued to one peer before the oldest are dropped (Raft retries them).
+    pub peer_queue_max: usize,
+    /// Largest client request accepted; larger ones get TOO_LARGE.
+    pub client_message_bytes_max: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            connect_timeout_ms: 500,
+            request_timeout_ms: 5_000,
+            keepalive_interval_ms: 1_000,
+            keepalive_timeout_ms: 1_000,
+            reconnect_backoff_ms_min: 20,
+            reconnect_backoff_ms_max: 500,
+            peer_queue_max: 4_096,
+            // The protocol's MAX_CLIENT_MESSAGE_BYTES: a 1 MiB value plus headers.
+            client_message_bytes_max: 1024 * 1024 + 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `d_engine=debug`; RUST_LOG overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at http://<listen_addr>/metrics.
+    pub enabled: bool,
+    pub listen_addr: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            listen_addr: "127.0.0.1:9181".into(),
+        }
+    }
+}
