@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/dengine/v1/raft.proto",
         "proto/dengine/v1/client.proto",
         "proto/dengine/v1/admin.proto",
+        // A wire-compatible subset of etcd's v3 API, for the comparison tools.
+        "proto/etcd/kv.proto",
+        "proto/etcd/rpc.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
@@ -21,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("dengine_v1_descriptor.bin"), fds.encode_to_vec())?;
     // `bytes(".")`: every bytes field is a `bytes::Bytes`, so entries and values are
     // shared with the engine without copying.
-    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .build_server(true)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -17,6 +17,19 @@ pub mod v1 {
     tonic::include_proto!("dengine.v1");
 }
 
+/// A wire-compatible subset of etcd's v3 API (KV and Maintenance.Status), so the
+/// bench and chaos tools can drive etcd beside d-engine.
+pub mod etcd {
+    pub mod mvccpb {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod etcdserverpb {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("etcdserverpb");
+    }
+}
+
 pub use limits::{DecodeError, decode_bounded};
 
 /// The encoded `FileDescriptorSet` of every `.proto` file, for gRPC reflection and for
