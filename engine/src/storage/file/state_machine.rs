@@ -1,0 +1,273 @@
+//! [`FileStateMachine`]: the KV state in memory, made durable by snapshot files.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::io;
+use crate::core::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::kv::{KvState, image_checksum};
+use crate::storage::memory::decode_checked;
+use crate::storage::state_machine::{
+    SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotChunks, StateMachine, collect_chunks,
+};
+
+/// Snapshot files kept on disk (the newest and one fallback).
+const SNAPSHOTS_KEPT: usize = 2;
+/// Largest snapshot image accepted from a stream.
+const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
+
+#[derive(Clone, Debug)]
+struct DurableSnapshot {
+    meta: SnapshotMeta,
+    path: PathBuf,
+    size: u64,
+    checksum: u32,
+}
+
+/// The key-value state machine kept in an ordered in-memory map and persisted as
+/// checksummed snapshot files (`snap-<index>-<term>.snap`, written temp + fsync +
+/// rename + dir fsync). Between snapshots the Raft log is the durable copy: after a
+/// restart the state is the newest valid snapshot ([`StateMachine::durable_meta`])
+/// and the node replays the log after it.
+pub struct FileStateMachine {
+    dir: PathBuf,
+    node_id: NodeId,
+    state: RwLock<KvState>,
+    durable: Mutex<Option<DurableSnapshot>>,
+}
+
+fn snapshot_name(index: LogIndex, term: Term) -> String {
+    format!("snap-{index:020}-{term:020}.snap")
+}
+
+fn parse_snapshot_name(name: &str) -> Option<(LogIndex, Term)> {
+    let rest = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    let (i, t) = rest.split_once('-')?;
+    Some((i.parse().ok()?, t.parse().ok()?))
+}
+
+impl FileStateMachine {
+    /// Opens (or creates) the state machine in directory `path`, loading the newest
+    /// valid snapshot. `async` for the seed's signature; the work is done synchronously
+    /// (a few file reads at start-up).
+    pub async fn new(path: impl AsRef<Path>, node_id: NodeId) -> Result<Self> {
+        Self::open(path, node_id)
+    }
+
+    /// The blocking form of [`FileStateMachine::new`].
+    pub fn open(path: impl AsRef<Path>, node_id: NodeId) -> Result<Self> {
+        let dir = path.as_ref().to_path_buf();
+        io::ensure_dir(&dir)?;
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("listing", &dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io("listing", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                io::remove_file(&entry.path())?;
+            } else if let Some(key) = parse_snapshot_name(&name) {
+                found.push((key, entry.path()));
+            }
+        }
+        found.sort_by_key(|b| std::cmp::Reverse(b.0));
+        let mut loaded = None;
+        for (_, path) in &found {
+            match load(path) {
+                Ok(v) => {
+                    loaded = Some(v);
+                    break;
+                }
+                Err(e) => warn!(node_id, error = %e, "skipping unreadable snapshot"),
+            }
+        }
+        if loaded.is_none() && !found.is_empty() {
+            warn!(node_id, dir = %dir.display(), "no valid snapshot; starting from an empty state");
+        }
+        let (state, durable) = match loaded {
+            Some((state, d)) => (state, Some(d)),
+            None => (KvState::default(), None),
+        };
+        info!(node_id, dir = %dir.display(), last_applied = state.applied.last_index, "state machine opened");
+        Ok(FileStateMachine {
+            dir,
+            node_id,
+            state: RwLock::new(state),
+            durable: Mutex::new(durable),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    fn snapshot_from(d: &DurableSnapshot) -> Result<Snapshot> {
+        let file = File::open(&d.path).map_err(|e| StorageError::io("opening", &d.path, e))?;
+        Ok(Snapshot {
+            meta: d.meta.clone(),
+            size_bytes: d.size,
+            checksum: d.checksum,
+            chunks: file_chunks(file, d.path.clone()),
+        })
+    }
+
+    /// Writes `image` as the newest snapshot file and forgets older ones.
+    fn persist(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<DurableSnapshot> {
+        let name = snapshot_name(meta.last_index, meta.last_term);
+        io::write_atomic(&self.dir, &name, image)?;
+        let d = DurableSnapshot {
+            meta: meta.clone(),
+            path: self.dir.join(&name),
+            size: image.len() as u64,
+            checksum: image_checksum(image).unwrap_or(0),
+        };
+        *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+        self.prune(&d.path);
+        Ok(d)
+    }
+
+    fn prune(&self, newest: &Path) {
+        let Ok(listing) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut all: Vec<_> = listing
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let key = parse_snapshot_name(&e.file_name().to_string_lossy())?;
+                Some((key, e.path()))
+            })
+            .collect();
+        all.sort_by_key(|b| std::cmp::Reverse(b.0));
+        for (_, path) in all.into_iter().skip(SNAPSHOTS_KEPT) {
+            if path != newest {
+                let _ = io::remove_file(&path);
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<(KvState, DurableSnapshot)> {
+    let image = fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
+    let state = KvState::decode_image(&image).map_err(|e| StorageError::corrupt(path, 0, e.0))?;
+    let d = DurableSnapshot {
+        meta: state.applied.clone(),
+        path: path.to_path_buf(),
+        size: image.len() as u64,
+        checksum: image_checksum(&image).unwrap_or(0),
+    };
+    Ok((state, d))
+}
+
+fn file_chunks(mut file: File, path: PathBuf) -> SnapshotChunks {
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    done = true;
+                    return Some(Err(StorageError::io("reading", &path, e)));
+                }
+            }
+        }
+        if n < buf.len() {
+            done = true;
+        }
+        if n == 0 {
+            return None;
+        }
+        buf.truncate(n);
+        Some(Ok(Bytes::from(buf)))
+    }))
+}
+
+impl StateMachine for FileStateMachine {
+    fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>> {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_batch(entries)
+    }
+
+    fn applied(&self) -> SnapshotMeta {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied
+            .clone()
+    }
+
+    fn durable_meta(&self) -> SnapshotMeta {
+        self.durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|d| d.meta.clone())
+            .unwrap_or_default()
+    }
+
+    fn build_snapshot(&self) -> Result<Snapshot> {
+        // Encode under the read lock (a consistent image), write without it.
+        let (meta, image) = {
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            (st.applied.clone(), st.encode_image())
+        };
+        let d = self.persist(&meta, &image)?;
+        Self::snapshot_from(&d)
+    }
+
+    fn current_snapshot(&self) -> Result<Option<Snapshot>> {
+        let d = self
+            .durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        d.as_ref().map(Self::snapshot_from).transpose()
+    }
+
+    fn install_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        chunks: &mut dyn Iterator<Item = Result<Bytes>>,
+    ) -> Result<()> {
+        let image = collect_chunks(chunks, SNAPSHOT_BYTES_MAX)?;
+        let state = decode_checked(&image, meta)?;
+        self.persist(meta, &image)?;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        info!(
+            node_id = self.node_id,
+            last_index = meta.last_index,
+            "snapshot installed"
+        );
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .data
+            .get(key)
+            .cloned())
+    }
+
+    fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
+        Ok(self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(start, end, limit))
+    }
+}

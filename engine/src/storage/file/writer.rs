@@ -1,0 +1,469 @@
+//! The log writer thread: executes queued requests in order, merging consecutive
+//! appends into one write and one `fdatasync` (group commit).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+
+use tracing::{debug, error};
+
+use super::format::{self, SEG_HEADER_BYTES};
+use super::io;
+use super::{FileStorageOptions, Loc, Op, Segment, Shared};
+use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
+use crate::storage::codec;
+use crate::storage::completion::Callback;
+use crate::storage::engine::check_append;
+use crate::storage::error::{Result, StorageError};
+
+type Spare = JoinHandle<Result<(PathBuf, std::fs::File)>>;
+
+/// Appends staged since the last fsync.
+#[derive(Default)]
+struct Group {
+    locs: Vec<Loc>,
+    hard_state: Option<HardState>,
+    done: Vec<(Callback<LogIndex>, LogIndex)>,
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub options: FileStorageOptions,
+    /// The segment being appended to.
+    pub active: Arc<Segment>,
+    /// File offset at which `buf` will be written.
+    pub buf_base: u64,
+    /// End of the written records of every live segment (truncation zeroes up to it).
+    pub seg_ends: BTreeMap<u64, u64>,
+    pub next_seq: u64,
+    /// Last staged entry (may be ahead of what readers see until the group is synced).
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    /// Durable copies of the meta file's contents.
+    pub hard_state: HardState,
+    pub snapshot: SnapshotMeta,
+    pub spare: Option<Spare>,
+    pub spare_counter: u64,
+    pub buf: Vec<u8>,
+    /// Bytes written to the active segment since its last fsync.
+    pub dirty: bool,
+    pub failed: Option<StorageError>,
+    group: Group,
+}
+
+impl Writer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: Arc<Shared>,
+        options: FileStorageOptions,
+        active: Arc<Segment>,
+        buf_base: u64,
+        seg_ends: BTreeMap<u64, u64>,
+        last: (LogIndex, Term),
+        hard_state: HardState,
+        snapshot: SnapshotMeta,
+    ) -> Self {
+        let next_seq = seg_ends.keys().next_back().map_or(1, |s| s + 1);
+        let mut w = Writer {
+            shared,
+            options,
+            active,
+            buf_base,
+            seg_ends,
+            next_seq,
+            last_index: last.0,
+            last_term: last.1,
+            hard_state,
+            snapshot,
+            spare: None,
+            spare_counter: 0,
+            buf: Vec::with_capacity(1 << 20),
+            dirty: false,
+            failed: None,
+            group: Group::default(),
+        };
+        w.start_spare();
+        w
+    }
+
+    /// The thread body: runs until the engine is dropped (the queue closes).
+    pub fn run(mut self, rx: Receiver<Op>) {
+        while let Ok(op) = rx.recv() {
+            self.handle(op);
+            // Everything that queued up during the last fsync joins this group.
+            while self.buf.len() < self.options.group_bytes_max {
+                match rx.try_recv() {
+                    Ok(op) => self.handle(op),
+                    Err(_) => break,
+                }
+            }
+            self.flush_group();
+        }
+        self.flush_group();
+        if let Some(h) = self.spare.take()
+            && let Ok(Ok((path, _))) = h.join()
+        {
+            let _ = io::remove_file(&path);
+        }
+    }
+
+    fn handle(&mut self, op: Op) {
+        if let Some(e) = &self.failed {
+            return op.fail(StorageError::Failed(Box::new(e.clone())));
+        }
+        match op {
+            Op::Append {
+                entries,
+                hard_state,
+                done,
+            } => self.stage_append(entries, hard_state, done),
+            Op::Truncate { from, done } => {
+                self.flush_group();
+                let r = self.checked(|w| w.truncate(from));
+                done(r)
+            }
+            Op::Purge { snapshot, done } => {
+                self.flush_group();
+                let r = self.checked(|w| w.purge(snapshot));
+                done(r)
+            }
+        }
+    }
+
+    /// Runs a disk operation; an I/O failure stops the writer for good.
+    fn checked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if let Some(e) = &self.failed {
+            return Err(StorageError::Failed(Box::new(e.clone())));
+        }
+        let r = f(self);
+        if let Err(e) = &r
+            && !matches!(e, StorageError::InvalidRequest(_))
+        {
+            error!(error = %e, dir = %self.shared.dir.display(), "log write failed; the engine must be reopened");
+            self.failed = Some(e.clone());
+        }
+        r
+    }
+
+    fn stage_append(
+        &mut self,
+        entries: Vec<Entry>,
+        hs: Option<HardState>,
+        done: Callback<LogIndex>,
+    ) {
+        let max = self.options.segment_bytes as usize - SEG_HEADER_BYTES;
+        if let Some(e) = entries
+            .iter()
+            .find(|e| format::record_bytes_max(codec::payload_encoded_len(&e.payload)) > max)
+        {
+            return done(Err(StorageError::InvalidRequest(format!(
+                "entry {} does not fit in a segment of {} bytes",
+                e.index, self.options.segment_bytes
+            ))));
+        }
+        if let Err(e) = check_append(&entries, self.snapshot.last_index, self.last_index, |_| {
+            None
+        }) {
+            return done(Err(e));
+        }
+        if let Some(first) = entries.first() {
+            if first.index <= self.last_index {
+                self.flush_group();
+                if let Err(e) = self.checked(|w| w.truncate(first.index)) {
+                    return done(Err(e));
+                }
+            }
+            if first.term < self.last_term {
+                return done(Err(StorageError::InvalidRequest(format!(
+                    "entry {} has term {} below the previous entry's term {}",
+                    first.index, first.term, self.last_term
+                ))));
+            }
+        }
+        let staged = self.checked(|w| {
+            for e in &entries {
+                w.stage_record(e)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = staged {
+            // Fail this request and everything staged with it: none of it is durable.
+            self.fail_group(e.clone());
+            return done(Err(e));
+        }
+        if hs.is_some() {
+            self.group.hard_state = hs;
+        }
+        self.group.done.push((done, self.last_index));
+    }
+
+    fn stage_record(&mut self, e: &Entry) -> Result<()> {
+        let start = self.buf.len();
+        format::encode_record(&mut self.buf, e);
+        let size = self.buf.len() - start;
+        let end = self.buf_base + self.buf.len() as u64;
+        let mut rec_off = start;
+        if end > self.options.segment_bytes {
+            let rec = self.buf.split_off(start);
+            self.rollover(e.index)?;
+            self.buf = rec;
+            rec_off = 0;
+        }
+        self.group.locs.push(Loc {
+            term: e.term,
+            seq: self.active.seq,
+            offset: self.buf_base + rec_off as u64,
+            size: size as u32,
+        });
+        self.last_index = e.index;
+        self.last_term = e.term;
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.active
+            .file
+            .write_all_at(&self.buf, self.buf_base)
+            .map_err(|e| StorageError::io("writing", &self.active.path, e))?;
+        self.buf_base += self.buf.len() as u64;
+        self.seg_ends.insert(self.active.seq, self.buf_base);
+        self.buf.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        self.write_buf()?;
+        if self.dirty {
+            self.active
+                .file
+                .sync_data()
+                .map_err(|e| StorageError::io("syncing", &self.active.path, e))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Makes the staged group durable, publishes it to readers, then reports it.
+    fn flush_group(&mut self) {
+        if self.group.done.is_empty()
+            && self.group.locs.is_empty()
+            && self.group.hard_state.is_none()
+        {
+            return;
+        }
+        let hs = self.group.hard_state.take();
+        let r = self.checked(|w| {
+            w.sync_active()?;
+            if let Some(hs) = hs {
+                io::write_atomic(
+                    &w.shared.dir,
+                    io::META_FILE,
+                    &io::encode_meta(&hs, &w.snapshot),
+                )?;
+                w.hard_state = hs;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            return self.fail_group(e);
+        }
+        let group = std::mem::take(&mut self.group);
+        {
+            let mut view = self.shared.write();
+            view.locs.extend(group.locs);
+            view.hard_state = self.hard_state;
+        }
+        for (done, index) in group.done {
+            done(Ok(index));
+        }
+    }
+
+    fn fail_group(&mut self, e: StorageError) {
+        for (done, _) in std::mem::take(&mut self.group).done {
+            done(Err(e.clone()));
+        }
+    }
+
+    /// Durably removes entries `>= from`. The group is already flushed.
+    fn truncate(&mut self, from: LogIndex) -> Result<()> {
+        if from <= self.snapshot.last_index {
+            return Err(StorageError::InvalidRequest(format!(
+                "truncate from {from} into the compacted prefix (snapshot at {})",
+                self.snapshot.last_index
+            )));
+        }
+        if from > self.last_index {
+            return Ok(());
+        }
+        let (loc, prev_term, seg) = {
+            let mut view = self.shared.write();
+            let loc = *view.loc(from).expect("from is in the durable log");
+            let prev_term = view.term(from - 1)?;
+            let keep = (from - view.first_index()) as usize;
+            view.locs.truncate(keep);
+            let seg = view.segments[&loc.seq].clone();
+            (loc, prev_term, seg)
+        };
+        // Later segments go first: a crash in between leaves a prefix of the old log.
+        let later: Vec<u64> = self
+            .seg_ends
+            .range(loc.seq + 1..)
+            .map(|(s, _)| *s)
+            .collect();
+        self.delete_segments(&later)?;
+        let end = self.seg_ends.get(&loc.seq).copied().unwrap_or(loc.offset);
+        io::zero_range(&seg.file, &seg.path, loc.offset, end)?;
+        seg.file
+            .sync_data()
+            .map_err(|e| StorageError::io("syncing", &seg.path, e))?;
+        self.seg_ends.insert(seg.seq, loc.offset);
+        self.active = seg;
+        self.buf_base = loc.offset;
+        self.dirty = false;
+        self.last_index = from - 1;
+        self.last_term = prev_term;
+        debug!(from, "log truncated");
+        Ok(())
+    }
+
+    /// Records a new compaction point and drops the entries it covers.
+    fn purge(&mut self, snap: SnapshotMeta) -> Result<()> {
+        if snap.last_index <= self.snapshot.last_index {
+            return Ok(());
+        }
+        let keeps_suffix = snap.last_index <= self.last_index
+            && self.shared.read().term(snap.last_index).ok() == Some(snap.last_term);
+        io::write_atomic(
+            &self.shared.dir,
+            io::META_FILE,
+            &io::encode_meta(&self.hard_state, &snap),
+        )?;
+        self.snapshot = snap.clone();
+        if keeps_suffix {
+            {
+                let mut view = self.shared.write();
+                let n = (snap.last_index - view.snapshot.last_index) as usize;
+                view.locs.drain(..n);
+                view.snapshot = snap.clone();
+            }
+            // A segment is entirely purged when the next one starts at or before the
+            // first kept index.
+            let bases: Vec<(u64, LogIndex)> = {
+                let view = self.shared.read();
+                view.segments
+                    .values()
+                    .map(|s| (s.seq, s.base_index))
+                    .collect()
+            };
+            let dead: Vec<u64> = bases
+                .windows(2)
+                .filter(|w| w[1].1 <= snap.last_index + 1)
+                .map(|w| w[0].0)
+                .collect();
+            self.delete_segments(&dead)?;
+        } else {
+            // The snapshot does not continue this log: start a fresh segment after it.
+            self.rollover(snap.last_index + 1)?;
+            self.active
+                .file
+                .sync_data()
+                .map_err(|e| StorageError::io("syncing", &self.active.path, e))?;
+            {
+                let mut view = self.shared.write();
+                view.locs.clear();
+                view.snapshot = snap.clone();
+            }
+            let old: Vec<u64> = self
+                .seg_ends
+                .range(..self.active.seq)
+                .map(|(s, _)| *s)
+                .collect();
+            self.delete_segments(&old)?;
+            self.last_index = snap.last_index;
+            self.last_term = snap.last_term;
+        }
+        debug!(upto = snap.last_index, keeps_suffix, "log prefix purged");
+        Ok(())
+    }
+
+    fn delete_segments(&mut self, seqs: &[u64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        for s in seqs {
+            self.seg_ends.remove(s);
+            let seg = self.shared.write().segments.remove(s);
+            if let Some(seg) = seg {
+                io::remove_file(&seg.path)?;
+            }
+        }
+        io::sync_dir(&self.shared.dir)
+    }
+
+    /// Syncs the active segment and switches to a new one whose first entry will be
+    /// `base_index`.
+    fn rollover(&mut self, base_index: LogIndex) -> Result<()> {
+        self.sync_active()?;
+        let (spare_path, file) = match self.spare.take() {
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(StorageError::Backend {
+                    backend: "file log",
+                    message: "segment preallocation thread panicked".into(),
+                })
+            })?,
+            None => self.make_spare_now()?,
+        };
+        let seq = self.next_seq;
+        let path = self.shared.dir.join(format::segment_name(seq));
+        file.write_all_at(&format::encode_segment_header(seq, base_index), 0)
+            .map_err(|e| StorageError::io("writing segment header", &spare_path, e))?;
+        std::fs::rename(&spare_path, &path)
+            .map_err(|e| StorageError::io("activating segment", &path, e))?;
+        io::sync_dir(&self.shared.dir)?;
+        self.next_seq += 1;
+        let seg = Arc::new(Segment {
+            seq,
+            base_index,
+            path,
+            file,
+        });
+        self.shared.write().segments.insert(seq, seg.clone());
+        self.seg_ends.insert(seq, SEG_HEADER_BYTES as u64);
+        self.active = seg;
+        self.buf_base = SEG_HEADER_BYTES as u64;
+        self.dirty = true;
+        self.start_spare();
+        Ok(())
+    }
+
+    fn spare_path(&mut self) -> PathBuf {
+        self.spare_counter += 1;
+        self.shared
+            .dir
+            .join(format!("prealloc-{}.spare", self.spare_counter))
+    }
+
+    fn make_spare_now(&mut self) -> Result<(PathBuf, std::fs::File)> {
+        let path = self.spare_path();
+        let file = io::create_zeroed(&path, self.options.segment_bytes)?;
+        Ok((path, file))
+    }
+
+    /// Preallocates the next segment in the background.
+    fn start_spare(&mut self) {
+        let path = self.spare_path();
+        let len = self.options.segment_bytes;
+        let spawned = std::thread::Builder::new()
+            .name("dengine-log-prealloc".into())
+            .spawn(move || io::create_zeroed(&path, len).map(|f| (path, f)));
+        // If no thread can be spawned, rollover preallocates synchronously.
+        self.spare = spawned.ok();
+    }
+}

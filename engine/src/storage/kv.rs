@@ -1,0 +1,610 @@
+//! The key-value state machine's command codec, its session table and its in-memory
+//! state, shared by [`MemStateMachine`](super::MemStateMachine) and
+//! [`FileStateMachine`](super::FileStateMachine); plus the snapshot image format every
+//! KV backend streams.
+//!
+//! Writes go through the log as [`KvCommand`]s (the `data` of an
+//! `EntryPayload::Command`); applying one yields an encoded [`KvResult`]. Reads (get,
+//! range, prefix scan) are served by the node straight from the state machine.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::codec::{self, CODEC_VERSION, DecodeError, Reader, Writer};
+use crate::core::types::{Entry, EntryPayload, SnapshotMeta};
+
+const CMD_PUT: u8 = 1;
+const CMD_DELETE: u8 = 2;
+const CMD_CAS: u8 = 3;
+
+/// A write to the key-value store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvCommand {
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    /// Sets `key` to `new` if its current value equals `expected`
+    /// (`None` = the key must be absent).
+    CompareAndSwap {
+        key: Bytes,
+        expected: Option<Bytes>,
+        new: Bytes,
+    },
+}
+
+/// The outcome of applying one command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvResult {
+    /// A put was applied.
+    Written,
+    /// A delete was applied; `existed` says whether the key was there.
+    Deleted { existed: bool },
+    /// A compare-and-swap: `swapped` if it took effect; `current` is the value before.
+    Cas {
+        swapped: bool,
+        current: Option<Bytes>,
+    },
+    /// The command bytes could not be decoded; the state is unchanged (deterministically,
+    /// on every replica).
+    Rejected { reason: String },
+    /// A retried write older than the session's last applied one: its result is no
+    /// longer known, and it was not applied again.
+    StaleSequence { last_seq: u64 },
+}
+
+fn put_opt(w: &mut Writer<'_>, v: &Option<Bytes>) {
+    match v {
+        None => w.u8(0),
+        Some(b) => {
+            w.u8(1);
+            w.bytes(b);
+        }
+    }
+}
+
+fn get_opt(r: &mut Reader<'_>) -> Result<Option<Bytes>, DecodeError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(Bytes::copy_from_slice(r.bytes()?))),
+        f => Err(DecodeError(format!("bad option flag {f}"))),
+    }
+}
+
+impl KvCommand {
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::new();
+        let mut w = Writer(&mut out);
+        w.u8(CODEC_VERSION);
+        match self {
+            KvCommand::Put { key, value } => {
+                w.u8(CMD_PUT);
+                w.bytes(key);
+                w.bytes(value);
+            }
+            KvCommand::Delete { key } => {
+                w.u8(CMD_DELETE);
+                w.bytes(key);
+            }
+            KvCommand::CompareAndSwap { key, expected, new } => {
+                w.u8(CMD_CAS);
+                w.bytes(key);
+                put_opt(&mut w, expected);
+                w.bytes(new);
+            }
+        }
+        out.into()
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(buf);
+        r.version("kv command")?;
+        let b = |r: &mut Reader<'_>| r.bytes().map(Bytes::copy_from_slice);
+        let cmd = match r.u8()? {
+            CMD_PUT => KvCommand::Put {
+                key: b(&mut r)?,
+                value: b(&mut r)?,
+            },
+            CMD_DELETE => KvCommand::Delete { key: b(&mut r)? },
+            CMD_CAS => KvCommand::CompareAndSwap {
+                key: b(&mut r)?,
+                expected: get_opt(&mut r)?,
+                new: b(&mut r)?,
+            },
+            t => return Err(DecodeError(format!("unknown kv command {t}"))),
+        };
+        r.finish("kv command")?;
+        Ok(cmd)
+    }
+}
+
+impl KvResult {
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::new();
+        let mut w = Writer(&mut out);
+        w.u8(CODEC_VERSION);
+        match self {
+            KvResult::Written => w.u8(0),
+            KvResult::Deleted { existed } => {
+                w.u8(1);
+                w.u8(*existed as u8);
+            }
+            KvResult::Cas { swapped, current } => {
+                w.u8(2);
+                w.u8(*swapped as u8);
+                put_opt(&mut w, current);
+            }
+            KvResult::Rejected { reason } => {
+                w.u8(3);
+                w.bytes(reason.as_bytes());
+            }
+            KvResult::StaleSequence { last_seq } => {
+                w.u8(4);
+                w.u64(*last_seq);
+            }
+        }
+        out.into()
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(buf);
+        r.version("kv result")?;
+        let res = match r.u8()? {
+            0 => KvResult::Written,
+            1 => KvResult::Deleted {
+                existed: r.u8()? != 0,
+            },
+            2 => KvResult::Cas {
+                swapped: r.u8()? != 0,
+                current: get_opt(&mut r)?,
+            },
+            3 => KvResult::Rejected {
+                reason: String::from_utf8_lossy(r.bytes()?).into_owned(),
+            },
+            4 => KvResult::StaleSequence { last_seq: r.u64()? },
+            t => return Err(DecodeError(format!("unknown kv result {t}"))),
+        };
+        r.finish("kv result")?;
+        Ok(res)
+    }
+}
+
+/// The last write of one client: applying `(client_id, seq)` again returns
+/// `last_result` instead of applying twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub last_seq: u64,
+    pub last_result: Bytes,
+}
+
+/// The exclusive upper bound of all keys starting with `prefix` (`None`: unbounded).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// What the session table decides for a command before it is executed.
+pub enum SessionCheck {
+    /// Execute the command (new session or a newer sequence number).
+    Execute,
+    /// Already applied: answer with this result, do not execute.
+    Duplicate(Bytes),
+}
+
+/// Decides whether a command with `session` must run, given the client's record.
+pub fn check_session(record: Option<&SessionRecord>, seq: u64) -> SessionCheck {
+    match record {
+        Some(r) if seq == r.last_seq => SessionCheck::Duplicate(r.last_result.clone()),
+        Some(r) if seq < r.last_seq => SessionCheck::Duplicate(
+            KvResult::StaleSequence {
+                last_seq: r.last_seq,
+            }
+            .encode(),
+        ),
+        _ => SessionCheck::Execute,
+    }
+}
+
+/// The whole replicated KV state: data, sessions, and what has been applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvState {
+    pub data: BTreeMap<Bytes, Bytes>,
+    pub sessions: BTreeMap<u64, SessionRecord>,
+    /// Last applied index and term, and the membership in force there.
+    pub applied: SnapshotMeta,
+}
+
+impl KvState {
+    /// Applies one entry with index `applied.last_index + 1` and returns its result
+    /// (empty for no-ops and configuration entries).
+    pub fn apply_entry(&mut self, entry: &Entry) -> Bytes {
+        debug_assert_eq!(entry.index, self.applied.last_index + 1);
+        let out = match &entry.payload {
+            EntryPayload::Noop => Bytes::new(),
+            EntryPayload::Config(m) => {
+                self.applied.membership = m.clone();
+                Bytes::new()
+            }
+            EntryPayload::Command { session, data } => {
+                let check = session
+                    .map(|s| check_session(self.sessions.get(&s.client_id), s.seq))
+                    .unwrap_or(SessionCheck::Execute);
+                match check {
+                    SessionCheck::Duplicate(result) => result,
+                    SessionCheck::Execute => {
+                        let result = match KvCommand::decode(data) {
+                            Ok(cmd) => self.execute(cmd),
+                            Err(e) => KvResult::Rejected { reason: e.0 },
+                        }
+                        .encode();
+                        if let Some(s) = session {
+                            self.sessions.insert(
+                                s.client_id,
+                                SessionRecord {
+                                    last_seq: s.seq,
+                                    last_result: result.clone(),
+                                },
+                            );
+                        }
+                        result
+                    }
+                }
+            }
+        };
+        self.applied.last_index = entry.index;
+        self.applied.last_term = entry.term;
+        out
+    }
+
+    /// Applies a batch under the [`StateMachine::apply`](super::StateMachine::apply)
+    /// contract: already-applied entries are skipped, a gap is an error.
+    pub fn apply_batch(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, super::StorageError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.index <= self.applied.last_index {
+                out.push(Bytes::new());
+                continue;
+            }
+            if e.index != self.applied.last_index + 1 {
+                return Err(super::StorageError::InvalidRequest(format!(
+                    "apply: entry {} after last applied {}",
+                    e.index, self.applied.last_index
+                )));
+            }
+            out.push(self.apply_entry(e));
+        }
+        Ok(out)
+    }
+
+    fn execute(&mut self, cmd: KvCommand) -> KvResult {
+        match cmd {
+            KvCommand::Put { key, value } => {
+                self.data.insert(key, value);
+                KvResult::Written
+            }
+            KvCommand::Delete { key } => KvResult::Deleted {
+                existed: self.data.remove(&key).is_some(),
+            },
+            KvCommand::CompareAndSwap { key, expected, new } => {
+                let current = self.data.get(&key).cloned();
+                let swapped = current == expected;
+                if swapped {
+                    self.data.insert(key, new);
+                }
+                KvResult::Cas { swapped, current }
+            }
+        }
+    }
+
+    /// Up to `limit` pairs with `start <= key < end` (`end: None` = unbounded), in order.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Bytes, Bytes)> {
+        let upper = match end {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        self.data
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Encodes the whole state as a snapshot image.
+    pub fn encode_image(&self) -> Vec<u8> {
+        let mut enc = ImageEncoder::new(&self.applied);
+        for (id, rec) in &self.sessions {
+            enc.session(*id, rec);
+        }
+        enc.end_sessions();
+        for (k, v) in &self.data {
+            enc.pair(k, v);
+        }
+        enc.finish()
+    }
+
+    /// Decodes an image made by [`KvState::encode_image`] or an [`ImageEncoder`].
+    pub fn decode_image(buf: &[u8]) -> Result<KvState, DecodeError> {
+        let mut data = BTreeMap::new();
+        let (applied, sessions) = decode_image(buf, &mut |k, v| {
+            data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+            Ok(())
+        })?;
+        Ok(KvState {
+            data,
+            sessions,
+            applied,
+        })
+    }
+}
+
+/// Magic bytes opening a snapshot image.
+pub const IMAGE_MAGIC: &[u8; 8] = b"DENGSNAP";
+/// Image format version.
+pub const IMAGE_VERSION: u32 = 1;
+
+/// Builds a snapshot image incrementally (so a backend can encode from an iterator):
+/// magic, version, meta, sessions, key-value pairs, then a CRC32C of everything before
+/// it. Items are flagged with a `1` byte and each section ends with a `0` byte, so no
+/// count is needed up front.
+pub struct ImageEncoder {
+    buf: Vec<u8>,
+}
+
+impl ImageEncoder {
+    pub fn new(meta: &SnapshotMeta) -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(IMAGE_MAGIC);
+        let mut w = Writer(&mut buf);
+        w.u32(IMAGE_VERSION);
+        codec::put_snapshot_meta(&mut w, meta);
+        ImageEncoder { buf }
+    }
+    pub fn session(&mut self, client_id: u64, rec: &SessionRecord) {
+        let mut w = Writer(&mut self.buf);
+        w.u8(1);
+        w.u64(client_id);
+        w.u64(rec.last_seq);
+        w.bytes(&rec.last_result);
+    }
+    pub fn end_sessions(&mut self) {
+        self.buf.push(0);
+    }
+    pub fn pair(&mut self, key: &[u8], value: &[u8]) {
+        let mut w = Writer(&mut self.buf);
+        w.u8(1);
+        w.bytes(key);
+        w.bytes(value);
+    }
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.push(0);
+        let crc = crc32c::crc32c(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+/// The checksum stored in an image's trailer, if the image is long enough to have one.
+pub fn image_checksum(buf: &[u8]) -> Option<u32> {
+    let t = buf.len().checked_sub(4)?;
+    Some(u32::from_le_bytes([
+        buf[t],
+        buf[t + 1],
+        buf[t + 2],
+        buf[t + 3],
+    ]))
+}
+
+/// Receives each key-value pair of an image being decoded.
+pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), DecodeError> + 'a;
+
+/// Verifies and decodes an image; `visit` gets each key-value pair in order.
+pub fn decode_image(
+    buf: &[u8],
+    visit: &mut PairVisitor<'_>,
+) -> Result<(SnapshotMeta, BTreeMap<u64, SessionRecord>), DecodeError> {
+    if buf.len() < IMAGE_MAGIC.len() + 4 + 4 || &buf[..8] != IMAGE_MAGIC {
+        return Err(DecodeError("not a snapshot image (bad magic)".into()));
+    }
+    let body = &buf[..buf.len() - 4];
+    let stored = image_checksum(buf).unwrap_or(0);
+    let actual = crc32c::crc32c(body);
+    if stored != actual {
+        return Err(DecodeError(format!(
+            "snapshot checksum mismatch: stored {stored:08x}, computed {actual:08x}"
+        )));
+    }
+    let mut r = Reader::new(&body[8..]);
+    let version = r.u32()?;
+    if version != IMAGE_VERSION {
+        return Err(DecodeError(format!(
+            "unknown snapshot image version {version}"
+        )));
+    }
+    let meta = codec::get_snapshot_meta(&mut r)?;
+    let mut sessions = BTreeMap::new();
+    while r.u8()? == 1 {
+        let id = r.u64()?;
+        let last_seq = r.u64()?;
+        let last_result = Bytes::copy_from_slice(r.bytes()?);
+        sessions.insert(
+            id,
+            SessionRecord {
+                last_seq,
+                last_result,
+            },
+        );
+    }
+    loop {
+        match r.u8()? {
+            0 => break,
+            1 => {
+                let k = r.bytes()?;
+                let v = r.bytes()?;
+                visit(k, v)?;
+            }
+            f => return Err(DecodeError(format!("bad item flag {f}"))),
+        }
+    }
+    r.finish("snapshot image")?;
+    Ok((meta, sessions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{ClientSession, Membership};
+
+    fn cmd(index: u64, session: Option<(u64, u64)>, c: KvCommand) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Command {
+                session: session.map(|(client_id, seq)| ClientSession { client_id, seq }),
+                data: c.encode(),
+            },
+        }
+    }
+
+    fn put(k: &str, v: &str) -> KvCommand {
+        KvCommand::Put {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn commands_and_results_round_trip() {
+        let cmds = [
+            put("a", "1"),
+            KvCommand::Delete { key: "a".into() },
+            KvCommand::CompareAndSwap {
+                key: "k".into(),
+                expected: None,
+                new: "n".into(),
+            },
+            KvCommand::CompareAndSwap {
+                key: "k".into(),
+                expected: Some("".into()),
+                new: "n".into(),
+            },
+        ];
+        for c in cmds {
+            assert_eq!(KvCommand::decode(&c.encode()).unwrap(), c);
+        }
+        let results = [
+            KvResult::Written,
+            KvResult::Deleted { existed: true },
+            KvResult::Cas {
+                swapped: false,
+                current: Some("x".into()),
+            },
+            KvResult::Rejected { reason: "r".into() },
+            KvResult::StaleSequence { last_seq: 3 },
+        ];
+        for r in results {
+            assert_eq!(KvResult::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn retried_write_applies_once() {
+        let mut s = KvState::default();
+        s.apply_entry(&cmd(
+            1,
+            Some((9, 1)),
+            KvCommand::CompareAndSwap {
+                key: "k".into(),
+                expected: None,
+                new: "v1".into(),
+            },
+        ));
+        // Someone else changes the key, then the first client's CAS is retried.
+        s.apply_entry(&cmd(2, None, put("k", "other")));
+        let retried = s.apply_entry(&cmd(
+            3,
+            Some((9, 1)),
+            KvCommand::CompareAndSwap {
+                key: "k".into(),
+                expected: None,
+                new: "v1".into(),
+            },
+        ));
+        assert_eq!(
+            KvResult::decode(&retried).unwrap(),
+            KvResult::Cas {
+                swapped: true,
+                current: None
+            }
+        );
+        assert_eq!(s.data.get(&b"k"[..]).unwrap(), "other");
+        let older = s.apply_entry(&cmd(4, Some((9, 0)), put("k", "old")));
+        assert_eq!(
+            KvResult::decode(&older).unwrap(),
+            KvResult::StaleSequence { last_seq: 1 }
+        );
+        assert_eq!(s.applied.last_index, 4);
+    }
+
+    #[test]
+    fn garbage_command_is_rejected_deterministically() {
+        let mut s = KvState::default();
+        let e = Entry {
+            term: 1,
+            index: 1,
+            payload: EntryPayload::Command {
+                session: None,
+                data: Bytes::from_static(b"\x01\x63garbage"),
+            },
+        };
+        let r = KvResult::decode(&s.apply_entry(&e)).unwrap();
+        assert!(matches!(r, KvResult::Rejected { .. }));
+        assert!(s.data.is_empty());
+    }
+
+    #[test]
+    fn image_round_trip_and_detects_damage() {
+        let mut s = KvState::default();
+        for i in 0..50u64 {
+            s.apply_entry(&cmd(i + 1, Some((i % 3, i)), put(&format!("k{i:02}"), "v")));
+        }
+        s.apply_entry(&Entry {
+            term: 2,
+            index: 51,
+            payload: EntryPayload::Config(Membership::with_voters([1, 2, 3])),
+        });
+        let img = s.encode_image();
+        assert_eq!(KvState::decode_image(&img).unwrap(), s);
+        for pos in [0, 9, img.len() / 2, img.len() - 1] {
+            let mut bad = img.clone();
+            bad[pos] ^= 0x40;
+            assert!(KvState::decode_image(&bad).is_err(), "flip at {pos}");
+        }
+        assert!(KvState::decode_image(&img[..img.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn range_and_prefix_bounds() {
+        let mut s = KvState::default();
+        for (i, k) in ["a", "ab", "abc", "b", "b\u{7f}"].iter().enumerate() {
+            s.apply_entry(&cmd(i as u64 + 1, None, put(k, "v")));
+        }
+        let keys = |v: Vec<(Bytes, Bytes)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(s.range(b"a", Some(b"b"), 10)), ["a", "ab", "abc"]);
+        assert_eq!(keys(s.range(b"a", None, 2)), ["a", "ab"]);
+        let end = prefix_end(b"ab").unwrap();
+        assert_eq!(keys(s.range(b"ab", Some(&end), 10)), ["ab", "abc"]);
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+    }
+}

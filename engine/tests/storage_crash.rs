@@ -1,0 +1,414 @@
+//! Crash tests of the file log with real processes and damaged bytes.
+//!
+//! `kill_9_loses_no_acknowledged_entry` re-executes this test binary as a child
+//! (selecting the ignored `child_appender` test and setting `DENGINE_CRASH_CHILD_DIR`);
+//! the child appends as fast as it can and prints every index once it is reported
+//! durable; the parent SIGKILLs it (`Child::kill`) and checks that every printed index
+//! is in the reopened log.
+
+mod storage;
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use d_engine::core::types::{Entry, EntryPayload, HardState};
+use d_engine::storage::{FileStorageEngine, FileStorageOptions, StorageEngine, StorageError};
+use storage::*;
+
+const CHILD_ENV: &str = "DENGINE_CRASH_CHILD_DIR";
+
+/// The entry the child writes at `index`: the content is a function of the index, so
+/// the parent can verify every byte. Sizes vary to land records at odd offsets.
+fn crash_entry(index: u64) -> Entry {
+    let len = (index * 7919 % 1500) as usize;
+    let mut data = format!("crash-entry-{index}:").into_bytes();
+    data.extend((0..len).map(|i| (index as usize + i) as u8));
+    Entry {
+        term: 1 + index / 1000,
+        index,
+        payload: EntryPayload::Command {
+            session: None,
+            data: Bytes::from(data),
+        },
+    }
+}
+
+fn crash_options() -> FileStorageOptions {
+    FileStorageOptions {
+        segment_bytes: 256 * 1024,
+        ..Default::default()
+    }
+}
+
+#[test]
+#[ignore = "child process of kill_9_loses_no_acknowledged_entry"]
+fn child_appender() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let engine = FileStorageEngine::open(PathBuf::from(dir), crash_options()).unwrap();
+    let mut next = engine.last_index() + 1;
+    println!("ready {}", next - 1);
+    let (tx, rx) = mpsc::channel::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut in_flight = 0usize;
+    while Instant::now() < deadline {
+        // Keep several appends in flight so group commit merges them.
+        while in_flight < 16 {
+            let batch: Vec<Entry> = (next..next + 1 + next % 5).map(crash_entry).collect();
+            next += batch.len() as u64;
+            let tx = tx.clone();
+            let hs = (next % 97 == 0).then_some(HardState {
+                term: next,
+                voted_for: Some(1),
+            });
+            engine.append_with(
+                batch,
+                hs,
+                Box::new(move |r| {
+                    let _ = tx.send(r.expect("append failed"));
+                }),
+            );
+            in_flight += 1;
+        }
+        let durable = rx.recv().unwrap();
+        in_flight -= 1;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "durable {durable}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Runs the child until it has reported `min_durable` more indexes, then SIGKILLs it.
+/// Returns the highest index it reported durable.
+fn run_child_and_kill(dir: &Path, min_durable: u64) -> u64 {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "child_appender",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut start = None;
+    let mut max_durable = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        // The harness prints "test child_appender ... " on the same line.
+        if let Some((_, n)) = line.split_once("ready ") {
+            start = Some(n.trim().parse::<u64>().unwrap());
+        } else if let Some(n) = line.strip_prefix("durable ") {
+            let n: u64 = n.parse().unwrap();
+            assert!(n > max_durable, "durable indexes reported out of order");
+            max_durable = n;
+            if start.is_some_and(|s| max_durable >= s + min_durable) {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    // Lines already written before the kill count too: they were reported durable.
+    reader.join().unwrap();
+    while let Ok(line) = rx.try_recv() {
+        if let Some(n) = line.strip_prefix("durable ") {
+            max_durable = max_durable.max(n.parse().unwrap());
+        }
+    }
+    assert!(start.is_some(), "child never started");
+    max_durable
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_entry() {
+    let dir = TestDir::new("crash-kill");
+    let mut acknowledged = 0;
+    for round in 0..4 {
+        let durable = run_child_and_kill(dir.path(), 300 + round * 200);
+        assert!(
+            durable > acknowledged,
+            "round {round}: child made no progress"
+        );
+        acknowledged = durable;
+        let engine = FileStorageEngine::open(dir.path(), crash_options()).unwrap();
+        let last = engine.last_index();
+        assert!(
+            last >= acknowledged,
+            "round {round}: acknowledged {acknowledged}, recovered {last}"
+        );
+        let all = engine.entries(1, last + 1).unwrap();
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(
+                *e,
+                crash_entry(i as u64 + 1),
+                "round {round}: entry {}",
+                i + 1
+            );
+        }
+        eprintln!("round {round}: acknowledged {acknowledged}, recovered {last}");
+    }
+}
+
+// ------------------------------------------------------------- damaged bytes
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Offsets of the records in a segment, read with the documented layout: a 32-byte
+/// header, then records of `align8(24 + len)` bytes, `len` in their first 4 bytes.
+fn record_offsets(path: &Path) -> Vec<u64> {
+    let buf = fs::read(path).unwrap();
+    let mut off = 32usize;
+    let mut out = Vec::new();
+    while off + 24 <= buf.len() {
+        let len = u32::from_le_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push(off as u64);
+        off += (24 + len + 7) & !7;
+    }
+    out
+}
+
+fn write_at(path: &Path, off: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, off).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn flip(path: &Path, off: u64) {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, off).unwrap();
+    b[0] ^= 0x20;
+    f.write_all_at(&b, off).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A log of `n` entries spread over several segments; returns its directory.
+fn make_log(tag: &str, n: u64) -> TestDir {
+    let dir = TestDir::new(tag);
+    let e = FileStorageEngine::open(dir.path(), crash_options()).unwrap();
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(10) {
+        let batch = chunk.iter().map(|i| crash_entry(*i)).collect();
+        e.append(batch, None).wait().unwrap();
+    }
+    dir
+}
+
+fn reopen(dir: &TestDir) -> Result<FileStorageEngine, StorageError> {
+    FileStorageEngine::open(dir.path(), crash_options())
+}
+
+fn assert_prefix(e: &FileStorageEngine, n: u64) {
+    assert_eq!(e.last_index(), n);
+    let got = e.entries(1, n + 1).unwrap();
+    assert_eq!(got, (1..=n).map(crash_entry).collect::<Vec<_>>());
+}
+
+#[test]
+fn zeroed_end_of_last_record_is_a_torn_tail() {
+    let dir = make_log("torn-zero", 700);
+    let last_seg = segments(dir.path()).pop().unwrap();
+    let last_off = *record_offsets(&last_seg).last().unwrap();
+    // The second half of the last record never reached the disk.
+    write_at(&last_seg, last_off + 20, &[0u8; 64]);
+    let e = reopen(&dir).unwrap();
+    assert_prefix(&e, 699);
+    // The engine goes on writing where the good data ends, and it survives a reopen.
+    e.append(vec![crash_entry(700)], None).wait().unwrap();
+    drop(e);
+    assert_prefix(&reopen(&dir).unwrap(), 700);
+}
+
+#[test]
+fn garbage_after_the_last_record_is_a_torn_tail() {
+    let dir = make_log("torn-garbage", 700);
+    let last_seg = segments(dir.path()).pop().unwrap();
+    let last_off = *record_offsets(&last_seg).last().unwrap();
+    let len = u32::from_le_bytes(
+        fs::read(&last_seg).unwrap()[last_off as usize..][..4]
+            .try_into()
+            .unwrap(),
+    );
+    let end = last_off + ((24 + len as u64 + 7) & !7);
+    let garbage: Vec<u8> = (0..3000u32).map(|i| (i * 37 + 11) as u8).collect();
+    write_at(&last_seg, end + 8, &garbage);
+    let e = reopen(&dir).unwrap();
+    assert_prefix(&e, 700);
+    drop(e);
+    // The garbage was zeroed, so a second open finds a clean tail.
+    assert_prefix(&reopen(&dir).unwrap(), 700);
+}
+
+#[test]
+fn flipped_byte_in_the_last_record_is_a_torn_tail() {
+    let dir = make_log("torn-flip", 500);
+    let last_seg = segments(dir.path()).pop().unwrap();
+    let last_off = *record_offsets(&last_seg).last().unwrap();
+    flip(&last_seg, last_off + 30);
+    assert_prefix(&reopen(&dir).unwrap(), 499);
+}
+
+#[test]
+fn cut_file_is_a_torn_tail() {
+    let dir = make_log("torn-cut", 500);
+    let last_seg = segments(dir.path()).pop().unwrap();
+    let last_off = *record_offsets(&last_seg).last().unwrap();
+    // The file ends in the middle of the last record (a crash while extending it).
+    OpenOptions::new()
+        .write(true)
+        .open(&last_seg)
+        .unwrap()
+        .set_len(last_off + 30)
+        .unwrap();
+    let e = reopen(&dir).unwrap();
+    assert_prefix(&e, 499);
+    e.append(vec![crash_entry(500)], None).wait().unwrap();
+    drop(e);
+    assert_prefix(&reopen(&dir).unwrap(), 500);
+}
+
+#[test]
+fn flipped_byte_in_the_middle_of_the_last_segment_is_corruption() {
+    let dir = make_log("corrupt-mid", 700);
+    let last_seg = segments(dir.path()).pop().unwrap();
+    let offs = record_offsets(&last_seg);
+    assert!(
+        offs.len() > 4,
+        "test needs several records in the last segment"
+    );
+    let victim = offs[offs.len() / 2];
+    flip(&last_seg, victim + 28);
+    match reopen(&dir) {
+        Err(StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, last_seg);
+            assert_eq!(offset, victim, "{reason}");
+            let msg = StorageError::Corrupt {
+                path,
+                offset,
+                reason,
+            }
+            .to_string();
+            assert!(
+                msg.contains(last_seg.to_str().unwrap()) && msg.contains(&victim.to_string()),
+                "{msg}"
+            );
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+    // Refusing to start changed nothing: the damage is still there to inspect.
+    assert!(reopen(&dir).is_err());
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_corruption() {
+    let dir = make_log("corrupt-sealed", 700);
+    let segs = segments(dir.path());
+    assert!(
+        segs.len() >= 3,
+        "test needs several segments, got {}",
+        segs.len()
+    );
+    let first = &segs[0];
+    let offs = record_offsets(first);
+    // Even its last record: only the last segment may have a torn tail.
+    let victim = *offs.last().unwrap();
+    flip(first, victim + 26);
+    match reopen(&dir) {
+        Err(StorageError::Corrupt { path, offset, .. }) => {
+            assert_eq!((&path, offset), (first, victim));
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn damaged_segment_header_is_corruption() {
+    let dir = make_log("corrupt-header", 700);
+    let first = segments(dir.path()).remove(0);
+    flip(&first, 20);
+    assert!(matches!(
+        reopen(&dir),
+        Err(StorageError::Corrupt { offset: 0, .. })
+    ));
+}
+
+#[test]
+fn missing_segment_is_corruption() {
+    let dir = make_log("corrupt-missing", 700);
+    let segs = segments(dir.path());
+    fs::remove_file(&segs[1]).unwrap();
+    match reopen(&dir) {
+        Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn damaged_meta_file_is_corruption() {
+    let dir = make_log("corrupt-meta", 10);
+    let e = reopen(&dir).unwrap();
+    e.save_hard_state(HardState {
+        term: 2,
+        voted_for: Some(1),
+    })
+    .wait()
+    .unwrap();
+    drop(e);
+    let meta = dir.path().join("meta");
+    flip(&meta, 17);
+    match reopen(&dir) {
+        Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, meta),
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn leftover_temporary_files_are_ignored() {
+    let dir = make_log("leftovers", 50);
+    // A crash during a meta write or a preallocation leaves these behind.
+    fs::write(dir.path().join("meta.tmp"), b"half a meta file").unwrap();
+    fs::write(dir.path().join("prealloc-9.spare"), vec![0u8; 1000]).unwrap();
+    assert_prefix(&reopen(&dir).unwrap(), 50);
+    assert!(!dir.path().join("meta.tmp").exists());
+}
