@@ -64,7 +64,7 @@ fn child_appender() {
             let batch: Vec<Entry> = (next..next + 1 + next % 5).map(crash_entry).collect();
             next += batch.len() as u64;
             let tx = tx.clone();
-            let hs = (next % 97 == 0).then_some(HardState {
+            let hs = next.is_multiple_of(97).then_some(HardState {
                 term: next,
                 voted_for: Some(1),
             });

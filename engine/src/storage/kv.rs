@@ -225,10 +225,69 @@ pub struct KvState {
     pub applied: SnapshotMeta,
 }
 
-impl KvState {
+/// Where commands read and write pairs: the in-memory map, or a backend's overlay of
+/// pending writes over its database.
+pub trait KvStore {
+    fn get(&self, key: &[u8]) -> Option<Bytes>;
+    fn put(&mut self, key: Bytes, value: Bytes);
+    /// Removes `key`; true if it was there.
+    fn delete(&mut self, key: &Bytes) -> bool;
+}
+
+impl KvStore for BTreeMap<Bytes, Bytes> {
+    fn get(&self, key: &[u8]) -> Option<Bytes> {
+        BTreeMap::get(self, key).cloned()
+    }
+    fn put(&mut self, key: Bytes, value: Bytes) {
+        self.insert(key, value);
+    }
+    fn delete(&mut self, key: &Bytes) -> bool {
+        self.remove(key).is_some()
+    }
+}
+
+/// The replicated bookkeeping next to the data: the session table and what has been
+/// applied.
+pub struct Applier<'a> {
+    pub sessions: &'a mut BTreeMap<u64, SessionRecord>,
+    pub applied: &'a mut SnapshotMeta,
+}
+
+impl Applier<'_> {
+    /// Applies a batch under the [`StateMachine::apply`](super::StateMachine::apply)
+    /// contract: already-applied entries are skipped, a gap is an error. Calls
+    /// `touched` with the client id of every session record it changes.
+    pub fn apply_batch<S: KvStore>(
+        &mut self,
+        store: &mut S,
+        entries: &[Entry],
+        touched: &mut dyn FnMut(u64),
+    ) -> Result<Vec<Bytes>, super::StorageError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.index <= self.applied.last_index {
+                out.push(Bytes::new());
+                continue;
+            }
+            if e.index != self.applied.last_index + 1 {
+                return Err(super::StorageError::InvalidRequest(format!(
+                    "apply: entry {} after last applied {}",
+                    e.index, self.applied.last_index
+                )));
+            }
+            out.push(self.apply_entry(store, e, touched));
+        }
+        Ok(out)
+    }
+
     /// Applies one entry with index `applied.last_index + 1` and returns its result
     /// (empty for no-ops and configuration entries).
-    pub fn apply_entry(&mut self, entry: &Entry) -> Bytes {
+    pub fn apply_entry<S: KvStore>(
+        &mut self,
+        store: &mut S,
+        entry: &Entry,
+        touched: &mut dyn FnMut(u64),
+    ) -> Bytes {
         debug_assert_eq!(entry.index, self.applied.last_index + 1);
         let out = match &entry.payload {
             EntryPayload::Noop => Bytes::new(),
@@ -244,7 +303,7 @@ impl KvState {
                     SessionCheck::Duplicate(result) => result,
                     SessionCheck::Execute => {
                         let result = match KvCommand::decode(data) {
-                            Ok(cmd) => self.execute(cmd),
+                            Ok(cmd) => execute(store, cmd),
                             Err(e) => KvResult::Rejected { reason: e.0 },
                         }
                         .encode();
@@ -256,6 +315,7 @@ impl KvState {
                                     last_result: result.clone(),
                                 },
                             );
+                            touched(s.client_id);
                         }
                         result
                     }
@@ -266,45 +326,49 @@ impl KvState {
         self.applied.last_term = entry.term;
         out
     }
+}
 
-    /// Applies a batch under the [`StateMachine::apply`](super::StateMachine::apply)
-    /// contract: already-applied entries are skipped, a gap is an error.
-    pub fn apply_batch(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, super::StorageError> {
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            if e.index <= self.applied.last_index {
-                out.push(Bytes::new());
-                continue;
-            }
-            if e.index != self.applied.last_index + 1 {
-                return Err(super::StorageError::InvalidRequest(format!(
-                    "apply: entry {} after last applied {}",
-                    e.index, self.applied.last_index
-                )));
-            }
-            out.push(self.apply_entry(e));
+fn execute<S: KvStore>(store: &mut S, cmd: KvCommand) -> KvResult {
+    match cmd {
+        KvCommand::Put { key, value } => {
+            store.put(key, value);
+            KvResult::Written
         }
-        Ok(out)
+        KvCommand::Delete { key } => KvResult::Deleted {
+            existed: store.delete(&key),
+        },
+        KvCommand::CompareAndSwap { key, expected, new } => {
+            let current = store.get(&key);
+            let swapped = current == expected;
+            if swapped {
+                store.put(key, new);
+            }
+            KvResult::Cas { swapped, current }
+        }
+    }
+}
+
+impl KvState {
+    fn applier(&mut self) -> (Applier<'_>, &mut BTreeMap<Bytes, Bytes>) {
+        (
+            Applier {
+                sessions: &mut self.sessions,
+                applied: &mut self.applied,
+            },
+            &mut self.data,
+        )
     }
 
-    fn execute(&mut self, cmd: KvCommand) -> KvResult {
-        match cmd {
-            KvCommand::Put { key, value } => {
-                self.data.insert(key, value);
-                KvResult::Written
-            }
-            KvCommand::Delete { key } => KvResult::Deleted {
-                existed: self.data.remove(&key).is_some(),
-            },
-            KvCommand::CompareAndSwap { key, expected, new } => {
-                let current = self.data.get(&key).cloned();
-                let swapped = current == expected;
-                if swapped {
-                    self.data.insert(key, new);
-                }
-                KvResult::Cas { swapped, current }
-            }
-        }
+    /// Applies one entry with index `applied.last_index + 1` (see [`Applier`]).
+    pub fn apply_entry(&mut self, entry: &Entry) -> Bytes {
+        let (mut a, data) = self.applier();
+        a.apply_entry(data, entry, &mut |_| {})
+    }
+
+    /// Applies a batch (see [`Applier::apply_batch`]).
+    pub fn apply_batch(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, super::StorageError> {
+        let (mut a, data) = self.applier();
+        a.apply_batch(data, entries, &mut |_| {})
     }
 
     /// Up to `limit` pairs with `start <= key < end` (`end: None` = unbounded), in order.

@@ -17,7 +17,7 @@
 //! before the next one receives a byte, so only the last segment can have a torn tail.
 
 mod format;
-mod io;
+pub(crate) mod io;
 mod recovery;
 mod state_machine;
 mod writer;
