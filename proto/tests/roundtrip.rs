@@ -185,6 +185,7 @@ fn samples() -> Vec<Sample> {
                 conflict_term: 2,
                 conflict_index: 5,
                 last_log_index: 8,
+                reject_index: 9,
             },
         ),
         sample(

@@ -1,0 +1,354 @@
+//! Outbound traffic to peers: one task per peer with a bounded queue.
+//!
+//! Appends and heartbeats travel on one long-lived bidirectional `Replicate` stream
+//! per peer, whose replies come back on the same stream; votes, timeout-now and
+//! snapshots use their own calls. A full queue drops the message: Raft resends what
+//! matters (heartbeats, probes), and the leader's in-flight limits keep the queue short
+//! in steady state. A broken stream is reopened on the next message, through a channel
+//! that reconnects by itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use d_engine_proto::v1 as pb;
+use d_engine_proto::v1::raft_peer_client::RaftPeerClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tracing::{debug, warn};
+
+use super::address_book::AddressBook;
+use super::channel::peer_channel;
+use super::convert;
+use crate::config::NetworkConfig;
+use crate::core::{Body, Message, NodeId};
+use crate::node::request::PeerInbound;
+use crate::storage::StateMachine;
+
+/// What every link needs to know.
+#[derive(Clone)]
+pub(crate) struct LinkContext {
+    pub me: NodeId,
+    pub cluster_id: u64,
+    pub book: AddressBook,
+    pub net: NetworkConfig,
+    pub inbound: mpsc::Sender<PeerInbound>,
+    pub sm: Arc<dyn StateMachine>,
+    pub snapshot_chunk_bytes: usize,
+}
+
+/// The outbound links of one node.
+pub(crate) struct Peers {
+    ctx: LinkContext,
+    links: HashMap<NodeId, mpsc::Sender<Message>>,
+}
+
+impl Peers {
+    pub(crate) fn new(ctx: LinkContext) -> Self {
+        Peers {
+            ctx,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Queues `msg` for `to`; drops it if that peer's queue is full.
+    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
+        let ctx = &self.ctx;
+        let link = self
+            .links
+            .entry(to)
+            .or_insert_with(|| spawn_link(to, ctx.clone()));
+        match link.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                debug!(to, msg = %m, "peer queue full; dropped")
+            }
+            Err(mpsc::error::TrySendError::Closed(m)) => {
+                let link = spawn_link(to, self.ctx.clone());
+                let _ = link.try_send(m);
+                self.links.insert(to, link);
+            }
+        }
+    }
+
+    /// Closes the links to nodes no longer in the cluster.
+    pub(crate) fn retain(&mut self, keep: impl Fn(NodeId) -> bool) {
+        self.links.retain(|id, _| keep(*id));
+    }
+}
+
+fn spawn_link(peer: NodeId, ctx: LinkContext) -> mpsc::Sender<Message> {
+    let (tx, rx) = mpsc::channel(ctx.net.peer_queue_max.max(16));
+    tokio::spawn(run_link(peer, ctx, rx));
+    tx
+}
+
+struct Connection {
+    addr: String,
+    client: RaftPeerClient<Channel>,
+    stream: Option<mpsc::Sender<pb::ReplicateRequest>>,
+}
+
+async fn run_link(peer: NodeId, ctx: LinkContext, mut rx: mpsc::Receiver<Message>) {
+    let mut conn: Option<Connection> = None;
+    let mut snapshot_task: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(msg) = rx.recv().await {
+        let Some(addr) = ctx.book.get(peer) else {
+            debug!(peer, "no address known for peer; message dropped");
+            continue;
+        };
+        if conn.as_ref().is_none_or(|c| c.addr != addr) {
+            let Some(channel) = peer_channel(&addr, &ctx.net) else {
+                warn!(peer, %addr, "bad peer address");
+                continue;
+            };
+            let client = RaftPeerClient::new(channel)
+                .max_decoding_message_size(d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES)
+                .max_encoding_message_size(d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES);
+            conn = Some(Connection {
+                addr,
+                client,
+                stream: None,
+            });
+        }
+        let c = conn.as_mut().expect("connection set above");
+        let header = pb::PeerHeader {
+            cluster_id: ctx.cluster_id,
+            from: ctx.me,
+            term: msg.term,
+        };
+        match &msg.body {
+            Body::PreVote { .. } | Body::Vote { .. } => {
+                let req = convert::vote_request_to_pb(header, &msg.body).expect("a vote request");
+                tokio::spawn(send_vote(peer, c.client.clone(), req, ctx.clone()));
+            }
+            Body::Append(_) | Body::Heartbeat { .. } => {
+                let (msg_id, body) =
+                    convert::replicate_body_to_pb(&msg.body).expect("an append or heartbeat");
+                let req = pb::ReplicateRequest {
+                    header: Some(header),
+                    msg_id,
+                    body: Some(body),
+                };
+                send_on_stream(peer, c, req, &ctx);
+            }
+            Body::InstallSnapshot { .. } => {
+                if snapshot_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    snapshot_task = Some(tokio::spawn(send_snapshot(
+                        peer,
+                        c.client.clone(),
+                        header,
+                        ctx.clone(),
+                    )));
+                }
+            }
+            Body::TimeoutNow => {
+                let mut client = c.client.clone();
+                tokio::spawn(async move {
+                    let req = pb::TimeoutNowRequest {
+                        header: Some(header),
+                    };
+                    if let Err(e) = client.timeout_now(req).await {
+                        debug!(peer, error = %e, "timeout-now failed");
+                    }
+                });
+            }
+            other => debug!(
+                peer,
+                kind = other.name(),
+                "a reply reached the outbound link; dropped"
+            ),
+        }
+    }
+}
+
+fn send_on_stream(peer: NodeId, c: &mut Connection, req: pb::ReplicateRequest, ctx: &LinkContext) {
+    if let Some(s) = &c.stream {
+        match s.try_send(req) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                debug!(peer, "replication stream full; dropped");
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(r)) => {
+                c.stream = None;
+                return open_stream(peer, c, r, ctx);
+            }
+        }
+    }
+    open_stream(peer, c, req, ctx)
+}
+
+/// Opens the replication stream with `first` as its first message, and a task that
+/// forwards the peer's replies to the event loop until the stream ends.
+fn open_stream(peer: NodeId, c: &mut Connection, first: pb::ReplicateRequest, ctx: &LinkContext) {
+    let (tx, rx) = mpsc::channel(1024);
+    let _ = tx.try_send(first);
+    c.stream = Some(tx);
+    let mut client = c.client.clone();
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut replies = match client.replicate(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(e) => return debug!(peer, error = %e, "replication stream refused"),
+        };
+        loop {
+            match replies.message().await {
+                Ok(Some(r)) => {
+                    if !forward_reply(peer, r, &ctx).await {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => return debug!(peer, error = %e, "replication stream ended"),
+            }
+        }
+    });
+}
+
+/// Hands one reply to the event loop; false once the loop is gone.
+async fn forward_reply(peer: NodeId, r: pb::ReplicateResponse, ctx: &LinkContext) -> bool {
+    let Some(header) = r.header else { return true };
+    if header.cluster_id != ctx.cluster_id || header.from != peer {
+        warn!(
+            peer,
+            from = header.from,
+            cluster = header.cluster_id,
+            "reply from the wrong node or cluster ignored"
+        );
+        return true;
+    }
+    let Some(body) = r.body else { return true };
+    if let pb::replicate_response::Body::Rejected(reason) = body {
+        warn!(peer, reason, "peer refused our messages");
+        return true;
+    }
+    let Some(body) = convert::replicate_response_from_pb(r.msg_id, body) else {
+        return true;
+    };
+    let msg = Message {
+        term: header.term,
+        body,
+    };
+    ctx.inbound
+        .send(PeerInbound::Message { from: peer, msg })
+        .await
+        .is_ok()
+}
+
+async fn send_vote(
+    peer: NodeId,
+    mut client: RaftPeerClient<Channel>,
+    req: pb::VoteRequest,
+    ctx: LinkContext,
+) {
+    let timeout = Duration::from_millis(ctx.net.request_timeout_ms.min(2_000));
+    let call = async {
+        if req.pre_vote {
+            client.pre_vote(req).await
+        } else {
+            client.vote(req).await
+        }
+    };
+    let resp = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(e)) => return debug!(peer, error = %e, "vote request failed"),
+        Err(_) => return debug!(peer, "vote request timed out"),
+    };
+    let Some(h) = resp.header else { return };
+    if h.cluster_id != ctx.cluster_id || h.from != peer {
+        return warn!(peer, "vote reply from the wrong node or cluster ignored");
+    }
+    let msg = convert::vote_response_from_pb(&resp, h.term);
+    let _ = ctx
+        .inbound
+        .send(PeerInbound::Message { from: peer, msg })
+        .await;
+}
+
+/// Streams the state machine's current snapshot to `peer` in checksummed chunks.
+async fn send_snapshot(
+    peer: NodeId,
+    mut client: RaftPeerClient<Channel>,
+    header: pb::PeerHeader,
+    ctx: LinkContext,
+) {
+    let sm = ctx.sm.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let snap = sm
+            .current_snapshot()
+            .map_err(|e| e.to_string())?
+            .ok_or("no snapshot to send")?;
+        let chunks = snap
+            .chunks
+            .collect::<Result<Vec<Bytes>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok((snap.meta, chunks))
+    })
+    .await;
+    let (meta, data) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return warn!(peer, error = %e, "cannot read the snapshot to send"),
+        Err(e) => return warn!(peer, error = %e, "snapshot reader panicked"),
+    };
+    let chunks = chunk_snapshot(header, &meta, data, ctx.snapshot_chunk_bytes);
+    let total = chunks.last().map_or(0, |c| c.total_bytes);
+    debug!(
+        peer,
+        index = meta.last_index,
+        bytes = total,
+        "sending snapshot"
+    );
+    match client.install_snapshot(tokio_stream::iter(chunks)).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            if r.status != pb::install_snapshot_response::Status::Installed as i32 {
+                warn!(peer, reason = %r.reason, "snapshot refused");
+            }
+        }
+        Err(e) => warn!(peer, error = %e, "snapshot transfer failed"),
+    }
+}
+
+/// Splits the image into chunks of at most `chunk_bytes`, each with its CRC32C; the
+/// last carries the total size and the CRC32C of the whole image.
+pub(crate) fn chunk_snapshot(
+    header: pb::PeerHeader,
+    meta: &crate::core::SnapshotMeta,
+    data: Vec<Bytes>,
+    chunk_bytes: usize,
+) -> Vec<pb::SnapshotChunk> {
+    let chunk_bytes = chunk_bytes.clamp(1, d_engine_proto::limits::MAX_SNAPSHOT_CHUNK_BYTES);
+    let pieces: Vec<Bytes> = data
+        .into_iter()
+        .flat_map(|b| {
+            (0..b.len().div_ceil(chunk_bytes))
+                .map(move |i| b.slice(i * chunk_bytes..((i + 1) * chunk_bytes).min(b.len())))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let snapshot_id = meta.last_index ^ (meta.last_term << 48);
+    let (mut offset, mut total_crc) = (0u64, 0u32);
+    let n = pieces.len().max(1);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let data = pieces.get(i).cloned().unwrap_or_default();
+        total_crc = crc32c::crc32c_append(total_crc, &data);
+        let last = i + 1 == n;
+        out.push(pb::SnapshotChunk {
+            header: Some(header),
+            meta: (i == 0).then(|| convert::snapshot_meta_to_pb(meta)),
+            snapshot_id,
+            offset,
+            chunk_crc32c: crc32c::crc32c(&data),
+            last,
+            total_bytes: if last { offset + data.len() as u64 } else { 0 },
+            total_crc32c: if last { total_crc } else { 0 },
+            data,
+        });
+        offset += out[i].data.len() as u64;
+    }
+    out
+}

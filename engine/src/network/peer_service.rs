@@ -1,0 +1,412 @@
+//! The peer service: what other nodes of the cluster call.
+//!
+//! Every message is checked before Raft sees it: the cluster id must be ours and the
+//! sender a node we know (refusals are logged and counted), and the payload must
+//! convert cleanly. Replies to votes and appends come back from the event loop on
+//! the call or stream they answer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use d_engine_proto::v1 as pb;
+use d_engine_proto::v1::raft_peer_server::RaftPeer;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::warn;
+
+use super::address_book::AddressBook;
+use super::convert;
+use crate::core::{Body, Message, NodeId};
+use crate::node::request::PeerInbound;
+
+/// Largest snapshot image accepted (snapshots are assembled in memory).
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
+
+/// Counters of refused peer messages, by reason.
+#[derive(Debug, Default)]
+pub struct RefusedCounters {
+    pub wrong_cluster: AtomicU64,
+    pub unknown_sender: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+pub(crate) struct PeerService {
+    pub me: NodeId,
+    pub cluster_id: u64,
+    pub book: AddressBook,
+    pub inbound: mpsc::Sender<PeerInbound>,
+    pub refused: Arc<RefusedCounters>,
+    /// The term this node is in, for the header of refusals.
+    pub term: Arc<AtomicU64>,
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::ReplicateResponse, Status>> + Send>>;
+
+impl PeerService {
+    fn header(&self) -> pb::PeerHeader {
+        pb::PeerHeader {
+            cluster_id: self.cluster_id,
+            from: self.me,
+            term: self.term.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks a message's header; the error says why it is refused.
+    fn admit(
+        &self,
+        header: Option<&pb::PeerHeader>,
+    ) -> Result<(NodeId, u64), (pb::PeerRejection, Status)> {
+        let Some(h) = header else {
+            self.refused.malformed.fetch_add(1, Ordering::Relaxed);
+            return Err((
+                pb::PeerRejection::Malformed,
+                Status::invalid_argument("missing peer header"),
+            ));
+        };
+        if h.cluster_id != self.cluster_id {
+            self.refused.wrong_cluster.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                from = h.from,
+                cluster = h.cluster_id,
+                "peer message for another cluster refused"
+            );
+            return Err((
+                pb::PeerRejection::WrongCluster,
+                Status::permission_denied(format!(
+                    "cluster id {} is not {}",
+                    h.cluster_id, self.cluster_id
+                )),
+            ));
+        }
+        if h.from == 0 || h.from == self.me || !self.book.contains(h.from) {
+            self.refused.unknown_sender.fetch_add(1, Ordering::Relaxed);
+            warn!(from = h.from, "peer message from an unknown node refused");
+            return Err((
+                pb::PeerRejection::UnknownSender,
+                Status::permission_denied(format!("unknown sender {}", h.from)),
+            ));
+        }
+        Ok((h.from, h.term))
+    }
+
+    fn malformed(&self, e: impl std::fmt::Display) -> Status {
+        self.refused.malformed.fetch_add(1, Ordering::Relaxed);
+        Status::invalid_argument(e.to_string())
+    }
+
+    async fn vote(&self, req: pb::VoteRequest) -> Result<Response<pb::VoteResponse>, Status> {
+        let (from, term) = self.admit(req.header.as_ref()).map_err(|(_, s)| s)?;
+        let msg = convert::vote_request_from_pb(&req, term);
+        let (tx, rx) = oneshot::channel();
+        self.inbound
+            .send(PeerInbound::VoteRequest {
+                from,
+                msg,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("node shutting down"))?;
+        let reply = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        let (granted, term) = match reply {
+            Ok(Ok(Message {
+                term,
+                body: Body::VoteResp { granted } | Body::PreVoteResp { granted },
+            })) => (granted, term),
+            _ => (false, self.term.load(Ordering::Relaxed)),
+        };
+        Ok(Response::new(pb::VoteResponse {
+            header: Some(pb::PeerHeader {
+                term,
+                ..self.header()
+            }),
+            granted,
+            pre_vote: req.pre_vote,
+            reject_reason: String::new(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn pre_vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        self.vote(req.into_inner()).await
+    }
+
+    async fn vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        PeerService::vote(self, req.into_inner()).await
+    }
+
+    type ReplicateStream = ReplyStream;
+
+    async fn replicate(
+        &self,
+        req: Request<Streaming<pb::ReplicateRequest>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let mut incoming = req.into_inner();
+        let (reply_tx, mut reply_rx) = mpsc::channel::<Message>(1024);
+        let (out_tx, out_rx) = mpsc::channel::<Result<pb::ReplicateResponse, Status>>(1024);
+        let this = PeerService {
+            me: self.me,
+            cluster_id: self.cluster_id,
+            book: self.book.clone(),
+            inbound: self.inbound.clone(),
+            refused: self.refused.clone(),
+            term: self.term.clone(),
+        };
+        // Replies from the event loop → the response stream.
+        let header = self.header();
+        let out = out_tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = reply_rx.recv().await {
+                if let Some((msg_id, body)) = convert::replicate_response_to_pb(&msg.body) {
+                    let resp = pb::ReplicateResponse {
+                        header: Some(pb::PeerHeader {
+                            term: msg.term,
+                            ..header
+                        }),
+                        msg_id,
+                        body: Some(body),
+                    };
+                    if out.send(Ok(resp)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        // Requests → the event loop.
+        tokio::spawn(async move {
+            let mut registered: Option<NodeId> = None;
+            while let Some(item) = incoming.next().await {
+                let Ok(req) = item else { return };
+                let (from, term) = match this.admit(req.header.as_ref()) {
+                    Ok(x) => x,
+                    Err((why, _)) => {
+                        let resp = pb::ReplicateResponse {
+                            header: Some(this.header()),
+                            msg_id: req.msg_id,
+                            body: Some(pb::replicate_response::Body::Rejected(why as i32)),
+                        };
+                        let _ = out_tx.send(Ok(resp)).await;
+                        continue;
+                    }
+                };
+                if registered != Some(from) {
+                    registered = Some(from);
+                    let opened = PeerInbound::StreamOpened {
+                        from,
+                        replies: reply_tx.clone(),
+                    };
+                    if this.inbound.send(opened).await.is_err() {
+                        return;
+                    }
+                }
+                let Some(body) = req.body else { continue };
+                let body = match convert::replicate_request_from_pb(req.msg_id, body) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = this.malformed(e);
+                        continue;
+                    }
+                };
+                let msg = Message { term, body };
+                if this
+                    .inbound
+                    .send(PeerInbound::Message { from, msg })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(out_rx);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let mut chunks = req.into_inner();
+        let mut assembly = SnapshotAssembly::default();
+        let refuse = |reason: String| pb::InstallSnapshotResponse {
+            header: Some(self.header()),
+            status: pb::install_snapshot_response::Status::Rejected as i32,
+            next_offset: 0,
+            reason,
+        };
+        let mut from_term = None;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            let admitted = self.admit(chunk.header.as_ref()).map_err(|(_, s)| s)?;
+            from_term.get_or_insert(admitted);
+            if let Err(reason) = assembly.add(chunk) {
+                let _ = self.malformed(&reason);
+                return Ok(Response::new(refuse(reason)));
+            }
+            if assembly.complete {
+                break;
+            }
+        }
+        let (Some((from, term)), true) = (from_term, assembly.complete) else {
+            return Ok(Response::new(pb::InstallSnapshotResponse {
+                header: Some(self.header()),
+                status: pb::install_snapshot_response::Status::Incomplete as i32,
+                next_offset: assembly.next_offset,
+                reason: "stream ended before the last chunk".into(),
+            }));
+        };
+        let meta = assembly
+            .meta
+            .take()
+            .expect("a complete assembly has its meta");
+        self.inbound
+            .send(PeerInbound::Snapshot {
+                from,
+                term,
+                meta,
+                data: assembly.data,
+            })
+            .await
+            .map_err(|_| Status::unavailable("node shutting down"))?;
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            header: Some(self.header()),
+            status: pb::install_snapshot_response::Status::Installed as i32,
+            next_offset: assembly.next_offset,
+            reason: String::new(),
+        }))
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let req = req.into_inner();
+        let (from, term) = self.admit(req.header.as_ref()).map_err(|(_, s)| s)?;
+        let msg = Message {
+            term,
+            body: Body::TimeoutNow,
+        };
+        self.inbound
+            .send(PeerInbound::Message { from, msg })
+            .await
+            .map_err(|_| Status::unavailable("node shutting down"))?;
+        Ok(Response::new(pb::TimeoutNowResponse {
+            header: Some(self.header()),
+            accepted: true,
+        }))
+    }
+}
+
+/// Chunks of one snapshot, checked as they arrive: contiguous offsets, per-chunk and
+/// whole-image CRC32C, bounded size.
+#[derive(Default)]
+pub(crate) struct SnapshotAssembly {
+    pub meta: Option<crate::core::SnapshotMeta>,
+    pub snapshot_id: Option<u64>,
+    pub data: Vec<Bytes>,
+    pub next_offset: u64,
+    pub crc: u32,
+    pub complete: bool,
+}
+
+impl SnapshotAssembly {
+    pub(crate) fn add(&mut self, c: pb::SnapshotChunk) -> Result<(), String> {
+        if let Some(m) = &c.meta {
+            if self.meta.is_some() {
+                return Err("snapshot meta sent twice".into());
+            }
+            self.meta = Some(convert::snapshot_meta_from_pb(m).map_err(|e| e.to_string())?);
+        }
+        if self.meta.is_none() {
+            return Err("first snapshot chunk lacks the meta".into());
+        }
+        if *self.snapshot_id.get_or_insert(c.snapshot_id) != c.snapshot_id {
+            return Err("chunks of two snapshots mixed in one stream".into());
+        }
+        if c.offset != self.next_offset {
+            return Err(format!(
+                "chunk at offset {} where {} was expected",
+                c.offset, self.next_offset
+            ));
+        }
+        if c.data.len() > d_engine_proto::limits::MAX_SNAPSHOT_CHUNK_BYTES {
+            return Err(format!("chunk of {} bytes is over the limit", c.data.len()));
+        }
+        if crc32c::crc32c(&c.data) != c.chunk_crc32c {
+            return Err(format!("chunk at offset {} fails its checksum", c.offset));
+        }
+        self.next_offset += c.data.len() as u64;
+        if self.next_offset > SNAPSHOT_BYTES_MAX {
+            return Err(format!("snapshot larger than {SNAPSHOT_BYTES_MAX} bytes"));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &c.data);
+        self.data.push(c.data);
+        if c.last {
+            if c.total_bytes != self.next_offset || c.total_crc32c != self.crc {
+                return Err("snapshot total size or checksum mismatch".into());
+            }
+            self.complete = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Membership, SnapshotMeta};
+    use crate::network::peer_link::chunk_snapshot;
+
+    fn meta() -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: 10,
+            last_term: 2,
+            membership: Membership::with_voters([1, 2, 3]),
+        }
+    }
+
+    #[test]
+    fn chunks_reassemble_and_corruption_is_refused() {
+        let image = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let header = pb::PeerHeader {
+            cluster_id: 1,
+            from: 1,
+            term: 2,
+        };
+        let chunks = chunk_snapshot(header, &meta(), vec![image.clone()], 3000);
+        assert_eq!(chunks.len(), 4);
+        let mut a = SnapshotAssembly::default();
+        for c in chunks.clone() {
+            a.add(c).unwrap();
+        }
+        assert!(a.complete);
+        assert_eq!(a.meta, Some(meta()));
+        assert_eq!(a.data.concat(), image.to_vec());
+
+        let mut flipped = chunks.clone();
+        let mut bad = flipped[2].data.to_vec();
+        bad[7] ^= 1;
+        flipped[2].data = Bytes::from(bad);
+        let mut a = SnapshotAssembly::default();
+        let err = flipped.into_iter().try_for_each(|c| a.add(c)).unwrap_err();
+        assert!(err.contains("checksum"), "{err}");
+
+        let mut a = SnapshotAssembly::default();
+        let err = [chunks[0].clone(), chunks[2].clone()]
+            .into_iter()
+            .try_for_each(|c| a.add(c))
+            .unwrap_err();
+        assert!(err.contains("offset"), "{err}");
+    }
+}

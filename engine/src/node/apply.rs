@@ -1,0 +1,119 @@
+//! The apply worker: one thread that owns every call into the state machine, in order.
+//!
+//! Applying entries, serving reads, building and installing snapshots all go through
+//! this one queue, so a read queued after an apply sees it, and a snapshot is never
+//! built or installed halfway through a batch. The event loop never blocks on the
+//! state machine.
+
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::request::{ReadAnswer, ReadDone, ReadQuery, Reply, RequestError};
+use crate::core::{Entry, LogIndex, SnapshotMeta, Term};
+use crate::storage::{StateMachine, StorageEngine};
+
+pub(crate) enum ApplyJob {
+    Entries(Vec<Entry>),
+    Read {
+        query: ReadQuery,
+        reply: Reply<ReadDone>,
+    },
+    BuildSnapshot,
+    /// Replace the state with a received snapshot, then compact the log to it.
+    Install {
+        meta: SnapshotMeta,
+        data: Vec<Bytes>,
+    },
+}
+
+/// What the worker reports back to the event loop.
+pub(crate) enum Applied {
+    Entries {
+        items: Vec<(LogIndex, Term, Bytes)>,
+    },
+    SnapshotBuilt(SnapshotMeta),
+    SnapshotInstalled(SnapshotMeta),
+    /// The state machine or storage failed: the node cannot go on safely.
+    Fatal(String),
+}
+
+pub(crate) fn spawn(
+    sm: Arc<dyn StateMachine>,
+    storage: Arc<dyn StorageEngine>,
+    out: mpsc::UnboundedSender<Applied>,
+) -> std_mpsc::Sender<ApplyJob> {
+    let (tx, rx) = std_mpsc::channel::<ApplyJob>();
+    std::thread::Builder::new()
+        .name("dengine-apply".into())
+        .spawn(move || {
+            for job in rx {
+                if let Err(e) = run_job(&*sm, &*storage, job, &out) {
+                    error!(error = %e, "state machine failed");
+                    let _ = out.send(Applied::Fatal(e));
+                    return;
+                }
+            }
+        })
+        .expect("spawn the apply thread");
+    tx
+}
+
+fn run_job(
+    sm: &dyn StateMachine,
+    storage: &dyn StorageEngine,
+    job: ApplyJob,
+    out: &mpsc::UnboundedSender<Applied>,
+) -> Result<(), String> {
+    match job {
+        ApplyJob::Entries(entries) => {
+            let results = sm.apply(&entries).map_err(|e| format!("apply: {e}"))?;
+            let items = entries
+                .iter()
+                .zip(results)
+                .map(|(e, r)| (e.index, e.term, r))
+                .collect();
+            let _ = out.send(Applied::Entries { items });
+        }
+        ApplyJob::Read { query, reply } => {
+            let _ = reply.send(serve_read(sm, query));
+        }
+        ApplyJob::BuildSnapshot => {
+            let snap = sm
+                .build_snapshot()
+                .map_err(|e| format!("build snapshot: {e}"))?;
+            let _ = out.send(Applied::SnapshotBuilt(snap.meta));
+        }
+        ApplyJob::Install { meta, data } => {
+            let mut chunks = data.into_iter().map(Ok);
+            sm.install_snapshot(&meta, &mut chunks)
+                .map_err(|e| format!("install snapshot: {e}"))?;
+            storage
+                .purge_prefix(meta.clone())
+                .wait()
+                .map_err(|e| format!("compact log to snapshot: {e}"))?;
+            let _ = out.send(Applied::SnapshotInstalled(meta));
+        }
+    }
+    Ok(())
+}
+
+fn serve_read(sm: &dyn StateMachine, query: ReadQuery) -> Result<ReadDone, RequestError> {
+    let internal = |e: crate::storage::StorageError| RequestError::Internal(e.to_string());
+    let applied = sm.last_applied();
+    let answer = match query {
+        ReadQuery::Get(key) => ReadAnswer::Value(sm.get(&key).map_err(internal)?),
+        ReadQuery::Scan {
+            prefix: Some(p),
+            limit,
+            ..
+        } => ReadAnswer::Items(sm.prefix_scan(&p, limit).map_err(internal)?),
+        ReadQuery::Scan {
+            start, end, limit, ..
+        } => ReadAnswer::Items(sm.range(&start, end.as_deref(), limit).map_err(internal)?),
+    };
+    Ok((applied, answer))
+}

@@ -1,0 +1,654 @@
+//! The event loop: one task that owns the Raft core and performs its actions.
+//!
+//! ```text
+//!  peers ──► peer queue (bounded, waited on) ──┐
+//!  clients ─► client queue (bounded, BUSY) ────┤
+//!  tick timer ─────────────────────────────────┼─► Raft::step ─► actions ─┬─► storage thread (group commit)
+//!  storage completions ◄── storage thread ─────┤                          ├─► peer links (bounded queues)
+//!  apply results ◄──────── apply thread ───────┘                          ├─► apply thread (entries, reads, snapshots)
+//!                                                                          └─► replies to clients
+//! ```
+//!
+//! Completion channels from the storage and apply threads are unbounded, but each
+//! message answers one request the loop made, so their length is bounded by the
+//! writes and applies in flight, which Raft's own flow control bounds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::apply::{Applied, ApplyJob};
+use super::persist::PersistQueue;
+use super::request::{AdminOp, ClientRequest, PeerInbound, RequestError};
+use super::status::{NodeStatus, PeerStatus};
+use super::waiters::Waiters;
+use crate::config::Config;
+use crate::core::{
+    Action, Body, ConfChange, Entry, EntryPayload, Event, LogIndex, Message, NodeId, Proposal,
+    Raft, ReadConsistency, Role, SendWhen, SnapshotMeta,
+};
+use crate::error::{Error, StorageError};
+use crate::network::peer_link::Peers;
+use crate::network::{AddressBook, LeaderView, member_key, parse_member_key};
+use crate::storage::{KvCommand, StorageEngine};
+
+/// Most queued requests taken per loop turn before the core runs, so one busy queue
+/// cannot starve the timer or the other queue.
+const BATCH_MAX: usize = 512;
+
+pub(crate) struct EventLoop {
+    pub raft: Raft,
+    pub config: Arc<Config>,
+    pub storage: Arc<dyn StorageEngine>,
+    pub apply: std_mpsc::Sender<ApplyJob>,
+    pub applied_rx: mpsc::UnboundedReceiver<Applied>,
+    pub persisted_tx: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    pub persisted_rx: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    pub client_rx: mpsc::Receiver<ClientRequest>,
+    pub peer_rx: mpsc::Receiver<PeerInbound>,
+    pub peers: Peers,
+    pub book: AddressBook,
+    pub view: Arc<LeaderView>,
+    pub shutdown: watch::Receiver<()>,
+    pub persist: PersistQueue,
+    pub waiters: Waiters,
+    pub vote_waiters: HashMap<NodeId, oneshot::Sender<Message>>,
+    pub stream_replies: HashMap<NodeId, mpsc::Sender<Message>>,
+    pub snapshot_inbox: HashMap<NodeId, Vec<Bytes>>,
+    /// The newest snapshot built locally: its membership goes into compaction points.
+    pub latest_snapshot: SnapshotMeta,
+    pub applied_index: LogIndex,
+}
+
+impl EventLoop {
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
+        let tick = Duration::from_millis(self.config.raft.tick_ms);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        info!(
+            node = self.raft.id(),
+            term = self.raft.term(),
+            "event loop started"
+        );
+        let result = loop {
+            let step: Result<(), Error> = tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => break Ok(()),
+                Some((seq, r)) = self.persisted_rx.recv() => self.on_persisted(seq, r),
+                Some(a) = self.applied_rx.recv() => self.on_applied(a),
+                Some(p) = self.peer_rx.recv() => {
+                    self.on_peer(p);
+                    for _ in 0..BATCH_MAX {
+                        match self.peer_rx.try_recv() {
+                            Ok(p) => self.on_peer(p),
+                            Err(_) => break,
+                        }
+                    }
+                    Ok(())
+                }
+                Some(c) = self.client_rx.recv() => {
+                    self.on_clients(c);
+                    Ok(())
+                }
+                _ = ticker.tick() => {
+                    self.raft.step(Event::Tick);
+                    Ok(())
+                }
+            };
+            if let Err(e) = step.and_then(|()| self.perform_actions()) {
+                break Err(e);
+            }
+        };
+        let why = if result.is_ok() {
+            RequestError::ShuttingDown
+        } else {
+            RequestError::Internal("node stopped".into())
+        };
+        self.waiters.fail_all(why);
+        self.drain_storage().await;
+        match &result {
+            Ok(()) => info!(node = self.raft.id(), "event loop stopped"),
+            Err(e) => {
+                error!(node = self.raft.id(), error = %e, "event loop stopped on a fatal error")
+            }
+        }
+        result
+    }
+
+    /// Waits (bounded) for queued writes to become durable, so a graceful shutdown
+    /// leaves nothing half-written that was about to be acknowledged.
+    async fn drain_storage(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.persist.all_durable() {
+            match tokio::time::timeout_at(deadline, self.persisted_rx.recv()).await {
+                Ok(Some((seq, Ok(())))) => {
+                    let _ = self.persist.complete(seq);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn on_persisted(&mut self, seq: u64, r: Result<(), String>) -> Result<(), Error> {
+        if let Err(e) = r {
+            return Err(
+                StorageError::Failed(Box::new(StorageError::InvalidRequest(format!(
+                    "log write failed: {e}"
+                ))))
+                .into(),
+            );
+        }
+        let (pos, ready) = self.persist.complete(seq);
+        if let Some((index, term)) = pos {
+            self.raft.step(Event::Persisted { index, term });
+        }
+        for (to, msg) in ready {
+            self.route(to, msg);
+        }
+        Ok(())
+    }
+
+    fn on_applied(&mut self, a: Applied) -> Result<(), Error> {
+        match a {
+            Applied::Entries { items } => {
+                let Some(&(last, _, _)) = items.last() else {
+                    return Ok(());
+                };
+                for (index, term, result) in items {
+                    if let Some((t, reply)) = self.waiters.by_index.remove(&index) {
+                        let _ = reply.send(if t == term {
+                            Ok((index, result))
+                        } else {
+                            Err(RequestError::Dropped)
+                        });
+                    }
+                }
+                // A waiter at an index below the last applied one lost its entry to a
+                // snapshot install: its outcome is unknown to this node.
+                while let Some(entry) = self.waiters.by_index.first_entry() {
+                    if *entry.key() > last {
+                        break;
+                    }
+                    let (_, reply) = entry.remove();
+                    let _ = reply.send(Err(RequestError::Dropped));
+                }
+                self.set_applied(last);
+            }
+            Applied::SnapshotBuilt(meta) => {
+                for r in self.waiters.snapshots.drain(..) {
+                    let _ = r.send(Ok(meta.last_index));
+                }
+                let last_index = meta.last_index;
+                self.latest_snapshot = meta;
+                self.raft.step(Event::SnapshotBuilt { last_index });
+            }
+            Applied::SnapshotInstalled(meta) => {
+                self.latest_snapshot = meta.clone();
+                self.set_applied(meta.last_index);
+                self.raft.step(Event::SnapshotInstalled { meta });
+            }
+            Applied::Fatal(e) => {
+                return Err(StorageError::Failed(Box::new(StorageError::InvalidRequest(e))).into());
+            }
+        }
+        Ok(())
+    }
+
+    fn set_applied(&mut self, index: LogIndex) {
+        self.applied_index = index;
+        self.view.applied.store(index, Ordering::Relaxed);
+        self.raft.step(Event::Applied { index });
+        let settled = !self.raft.membership().is_joint();
+        let applied = self.applied_index;
+        let (done, waiting): (Vec<_>, Vec<_>) = self
+            .waiters
+            .membership_by_index
+            .drain(..)
+            .partition(|(i, _)| *i <= applied && settled);
+        self.waiters.membership_by_index = waiting;
+        for (i, r) in done {
+            let _ = r.send(Ok(i));
+        }
+    }
+
+    fn on_peer(&mut self, p: PeerInbound) {
+        match p {
+            PeerInbound::Message { from, msg } => self.raft.step(Event::Message { from, msg }),
+            PeerInbound::VoteRequest { from, msg, reply } => {
+                self.vote_waiters.insert(from, reply);
+                self.raft.step(Event::Message { from, msg });
+            }
+            PeerInbound::StreamOpened { from, replies } => {
+                self.stream_replies.insert(from, replies);
+            }
+            PeerInbound::Snapshot {
+                from,
+                term,
+                meta,
+                data,
+            } => {
+                self.snapshot_inbox.insert(from, data);
+                let msg = Message {
+                    term,
+                    body: Body::InstallSnapshot { meta },
+                };
+                self.raft.step(Event::Message { from, msg });
+            }
+        }
+    }
+
+    /// Takes a batch of client requests; writes become one proposal batch.
+    fn on_clients(&mut self, first: ClientRequest) {
+        let mut proposals = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(req) = next.take() {
+            match req {
+                ClientRequest::Write {
+                    session,
+                    command,
+                    reply,
+                } => {
+                    let id = self.waiters.next_id();
+                    self.waiters.proposals.insert(id, reply);
+                    proposals.push(Proposal {
+                        id,
+                        session,
+                        data: command,
+                    });
+                }
+                other => self.on_request(other),
+            }
+            taken += 1;
+            if taken < BATCH_MAX {
+                next = self.client_rx.try_recv().ok();
+            }
+        }
+        if !proposals.is_empty() {
+            self.raft.step(Event::Propose(proposals));
+        }
+    }
+
+    fn on_request(&mut self, req: ClientRequest) {
+        match req {
+            ClientRequest::Write { .. } => unreachable!("writes are batched by on_clients"),
+            ClientRequest::Read {
+                consistency: ReadConsistency::Serializable,
+                query,
+                reply,
+            } => {
+                self.send_apply(ApplyJob::Read { query, reply });
+            }
+            ClientRequest::Read {
+                consistency,
+                query,
+                reply,
+            } => {
+                let id = self.waiters.next_id();
+                self.waiters.reads.insert(id, (query, reply));
+                self.raft.step(Event::Read { id, consistency });
+            }
+            ClientRequest::Admin { op, reply } => self.on_admin(op, reply),
+            ClientRequest::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn on_admin(&mut self, op: AdminOp, reply: super::request::Reply<u64>) {
+        let changes = match op {
+            AdminOp::AddLearners(list) => {
+                // Commit the addresses first (same log, earlier index), so any node that
+                // later leads can reach the learners; this leader can reach them now.
+                let mut puts = Vec::new();
+                for (id, addr) in &list {
+                    self.book.insert(*id, addr.clone());
+                    let data = KvCommand::Put {
+                        key: member_key(*id),
+                        value: Bytes::from(addr.clone()),
+                    }
+                    .encode();
+                    puts.push(Proposal {
+                        id: self.waiters.next_id(),
+                        session: None,
+                        data,
+                    });
+                }
+                self.raft.step(Event::Propose(puts));
+                list.iter()
+                    .map(|(id, _)| ConfChange::AddLearner(*id))
+                    .collect()
+            }
+            AdminOp::Promote(ids) => ids.into_iter().map(ConfChange::Promote).collect(),
+            AdminOp::Remove(ids) => ids.into_iter().map(ConfChange::Remove).collect(),
+            AdminOp::TransferLeader(target) => return self.start_transfer(target, reply),
+            AdminOp::SnapshotNow => {
+                self.waiters.snapshots.push(reply);
+                self.raft.step(Event::SnapshotNow);
+                return;
+            }
+        };
+        let id = self.waiters.next_id();
+        self.waiters.membership.insert(id, reply);
+        self.raft.step(Event::ChangeMembership { id, changes });
+    }
+
+    fn start_transfer(&mut self, target: NodeId, reply: super::request::Reply<u64>) {
+        let target = if target != 0 {
+            target
+        } else {
+            // The most up-to-date other voter.
+            let me = self.raft.id();
+            let best = self
+                .raft
+                .membership()
+                .voters
+                .iter()
+                .filter(|&&v| v != me)
+                .filter_map(|&v| self.raft.progress(v).map(|(m, _)| (m, v)))
+                .max();
+            match best {
+                Some((_, v)) => v,
+                None => {
+                    let _ = reply.send(Err(RequestError::InvalidArgument(
+                        "no other voter to transfer to".into(),
+                    )));
+                    return;
+                }
+            }
+        };
+        if let Some((_, old)) = self.waiters.transfer.replace((target, reply)) {
+            let _ = old.send(Err(RequestError::Membership(
+                "superseded by another transfer".into(),
+            )));
+        }
+        self.raft.step(Event::TransferLeader { target });
+    }
+
+    pub(crate) fn status(&self) -> NodeStatus {
+        let r = &self.raft;
+        let me = r.id();
+        let last = r.log().last_index();
+        let m = r.membership();
+        let peers = if r.role() == Role::Leader {
+            m.members()
+                .into_iter()
+                .filter(|&id| id != me)
+                .map(|id| {
+                    let (match_index, next_index) = r.progress(id).unwrap_or((0, 0));
+                    PeerStatus {
+                        id,
+                        addr: self.book.get(id).unwrap_or_default(),
+                        voter: m.is_voter(id),
+                        match_index,
+                        next_index,
+                        lag: last.saturating_sub(match_index),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        NodeStatus {
+            id: me,
+            cluster_id: self.config.node.cluster_id,
+            addr: self.book.get(me).unwrap_or_default(),
+            role: r.role(),
+            learner: m.is_learner(me),
+            term: r.term(),
+            leader: r.leader(),
+            commit_index: r.commit_index(),
+            applied_index: self.applied_index,
+            first_index: r.log().first_index(),
+            last_index: last,
+            snapshot_index: r.snapshot_meta().last_index,
+            membership: m.clone(),
+            peers,
+        }
+    }
+
+    fn send_apply(&mut self, job: ApplyJob) {
+        if self.apply.send(job).is_err() {
+            error!("the apply thread is gone");
+        }
+    }
+
+    /// Sends a message of the core: replies go back on the call or stream they answer,
+    /// requests through the outbound link to the peer.
+    pub(crate) fn route(&mut self, to: NodeId, msg: Message) {
+        match &msg.body {
+            Body::VoteResp { .. } | Body::PreVoteResp { .. } => {
+                if let Some(w) = self.vote_waiters.remove(&to) {
+                    let _ = w.send(msg);
+                }
+            }
+            Body::AppendResp(_) | Body::HeartbeatResp { .. } => {
+                if let Some(s) = self.stream_replies.get(&to)
+                    && let Err(e) = s.try_send(msg)
+                    && matches!(e, mpsc::error::TrySendError::Closed(_))
+                {
+                    self.stream_replies.remove(&to);
+                }
+            }
+            _ => self.peers.send(to, msg),
+        }
+    }
+
+    /// Performs the core's actions, in order.
+    pub(crate) fn perform_actions(&mut self) -> Result<(), Error> {
+        let actions = self.raft.take_actions();
+        let mut pending_hs = None;
+        let mut it = actions.into_iter().peekable();
+        while let Some(action) = it.next() {
+            match action {
+                Action::PersistHardState(hs) => {
+                    pending_hs = Some(hs);
+                    if !matches!(it.peek(), Some(Action::PersistEntries { .. })) {
+                        self.write(Vec::new(), pending_hs.take());
+                    }
+                }
+                Action::PersistEntries {
+                    truncate_from,
+                    entries,
+                } => {
+                    if let Some(t) = truncate_from
+                        && entries.first().is_none_or(|e| e.index != t)
+                    {
+                        self.truncate(t);
+                    }
+                    if !entries.is_empty() || pending_hs.is_some() {
+                        self.write(entries, pending_hs.take());
+                    }
+                }
+                Action::Send { to, msg, when } => {
+                    if when == SendWhen::Now || self.persist.all_durable() {
+                        self.route(to, msg);
+                    } else {
+                        self.persist.hold(to, msg);
+                    }
+                }
+                Action::Apply { entries } => {
+                    self.learn_addresses(&entries);
+                    self.send_apply(ApplyJob::Entries(entries));
+                }
+                Action::ProposeResult { id, result } => self.on_propose_result(id, result),
+                Action::ReadResult { id, result } => self.on_read_result(id, result),
+                Action::MembershipResult { id, result } => {
+                    if let Some(reply) = self.waiters.membership.remove(&id) {
+                        match result {
+                            Ok(index) => self.waiters.membership_by_index.push((index, reply)),
+                            Err(crate::core::MembershipError::NotLeader { leader }) => {
+                                let _ = reply.send(Err(RequestError::NotLeader { leader }));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(RequestError::Membership(e.to_string())));
+                            }
+                        }
+                    }
+                }
+                Action::TransferResult { result } => self.on_transfer_result(result),
+                Action::TakeSnapshot { .. } => self.send_apply(ApplyJob::BuildSnapshot),
+                Action::SaveSnapshotMeta(meta) => self.latest_snapshot = meta,
+                Action::CompactLog { upto } => self.compact(upto),
+                Action::InstallSnapshot {
+                    from,
+                    meta,
+                    keep_suffix: _,
+                } => {
+                    // Storage keeps the log after the snapshot point only if it matches
+                    // (same rule the core applied to decide `keep_suffix`).
+                    match self.snapshot_inbox.remove(&from) {
+                        Some(data) => self.send_apply(ApplyJob::Install { meta, data }),
+                        None => warn!(from, "asked to install a snapshot whose data is gone"),
+                    }
+                }
+                Action::RoleChanged { role, term, leader } => {
+                    self.on_role_changed(role, term, leader)
+                }
+            }
+        }
+        if let Some(hs) = pending_hs {
+            self.write(Vec::new(), Some(hs));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, entries: Vec<Entry>, hs: Option<crate::core::HardState>) {
+        let last = entries
+            .last()
+            .map_or(self.persist.last, |e| (e.index, e.term));
+        let seq = self.persist.issue(last);
+        let tx = self.persisted_tx.clone();
+        self.storage.append_with(
+            entries,
+            hs,
+            Box::new(move |r| {
+                let _ = tx.send((seq, r.map(|_| ()).map_err(|e| e.to_string())));
+            }),
+        );
+    }
+
+    fn truncate(&mut self, from: LogIndex) {
+        let prev = from.saturating_sub(1);
+        let term = self.raft.log().term(prev).unwrap_or(0);
+        let seq = self.persist.issue((prev, term));
+        let tx = self.persisted_tx.clone();
+        self.storage.truncate_suffix_with(
+            from,
+            Box::new(move |r| {
+                let _ = tx.send((seq, r.map_err(|e| e.to_string())));
+            }),
+        );
+    }
+
+    /// Lets storage drop entries up to `upto`, which the state machine's durable
+    /// snapshot covers. The term comes from storage itself, so its "keep the suffix"
+    /// check sees exactly what it holds.
+    fn compact(&mut self, upto: LogIndex) {
+        let Ok(last_term) = self.storage.term(upto) else {
+            return debug!(upto, "compaction point already gone from storage");
+        };
+        let meta = SnapshotMeta {
+            last_index: upto,
+            last_term,
+            membership: self.latest_snapshot.membership.clone(),
+        };
+        self.storage.purge_prefix_with(
+            meta,
+            Box::new(move |r| {
+                if let Err(e) = r {
+                    warn!(upto, error = %e, "log compaction failed");
+                }
+            }),
+        );
+    }
+
+    /// Entries that commit a node's address under the reserved key update the book.
+    fn learn_addresses(&mut self, entries: &[Entry]) {
+        for e in entries {
+            if let EntryPayload::Command { data, .. } = &e.payload
+                && data.len() < 512
+                && let Ok(KvCommand::Put { key, value }) = KvCommand::decode(data)
+                && let Some(id) = parse_member_key(&key)
+                && let Ok(addr) = std::str::from_utf8(&value)
+            {
+                self.book.insert(id, addr.to_string());
+            }
+        }
+    }
+
+    fn on_propose_result(
+        &mut self,
+        id: u64,
+        result: Result<(LogIndex, u64), crate::core::ProposeError>,
+    ) {
+        let Some(reply) = self.waiters.proposals.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok((index, term)) => {
+                self.waiters.by_index.insert(index, (term, reply));
+            }
+            Err(crate::core::ProposeError::NotLeader { leader }) => {
+                let _ = reply.send(Err(RequestError::NotLeader { leader }));
+            }
+            Err(crate::core::ProposeError::Transferring) => {
+                let _ = reply.send(Err(RequestError::Transferring));
+            }
+        }
+    }
+
+    fn on_read_result(&mut self, id: u64, result: Result<LogIndex, crate::core::ReadError>) {
+        let Some((query, reply)) = self.waiters.reads.remove(&id) else {
+            return;
+        };
+        match result {
+            // Queued behind every apply already sent, so the state machine has reached
+            // the read index by the time it serves this.
+            Ok(_) => self.send_apply(ApplyJob::Read { query, reply }),
+            Err(crate::core::ReadError::NotLeader { leader }) => {
+                let _ = reply.send(Err(RequestError::NotLeader { leader }));
+            }
+            Err(crate::core::ReadError::Overloaded) => {
+                let _ = reply.send(Err(RequestError::Busy));
+            }
+        }
+    }
+
+    fn on_transfer_result(&mut self, result: Result<(), crate::core::TransferError>) {
+        if let Err(e) = result
+            && let Some((_, reply)) = self.waiters.transfer.take()
+        {
+            let err = match e {
+                crate::core::TransferError::NotLeader { leader } => {
+                    RequestError::NotLeader { leader }
+                }
+                other => RequestError::Membership(other.to_string()),
+            };
+            let _ = reply.send(Err(err));
+        }
+    }
+
+    fn on_role_changed(&mut self, role: Role, term: u64, leader: Option<NodeId>) {
+        info!(node = self.raft.id(), ?role, term, ?leader, "role changed");
+        self.view.term.store(term, Ordering::Relaxed);
+        self.view
+            .leader
+            .store(leader.unwrap_or(0), Ordering::Relaxed);
+        if let Some((target, _)) = &self.waiters.transfer
+            && leader == Some(*target)
+        {
+            let (_, reply) = self.waiters.transfer.take().expect("checked above");
+            let _ = reply.send(Ok(term));
+        }
+        let members = self.raft.membership().members();
+        self.peers
+            .retain(|id| members.contains(&id) || self.book.contains(id));
+    }
+}

@@ -1,0 +1,157 @@
+//! Binding the listener and wiring the services to the event loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES;
+use d_engine_proto::v1::cluster_admin_server::ClusterAdminServer;
+use d_engine_proto::v1::kv_server::KvServer;
+use d_engine_proto::v1::raft_peer_server::RaftPeerServer;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use super::Node;
+use super::bootstrap::Parts;
+use super::event_loop::EventLoop;
+use crate::error::{Error, NetworkError};
+use crate::network::admin_service::AdminService;
+use crate::network::client_context::ClientContext;
+use crate::network::kv_service::KvService;
+use crate::network::peer_link::{LinkContext, Peers};
+use crate::network::peer_service::PeerService;
+use crate::network::{LeaderView, RefusedCounters};
+
+/// Peer messages waiting for the event loop; senders wait when it is full.
+const PEER_QUEUE: usize = 4096;
+
+pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
+    let Parts {
+        config,
+        shutdown,
+        storage,
+        sm,
+        raft,
+        applied,
+        latest_snapshot,
+        book,
+    } = parts;
+    let addr = config.node.listen_addr.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| NetworkError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| NetworkError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let me = raft.id();
+    let last_pos = (raft.log().last_index(), raft.log().last_term());
+    // With port 0 in the config, peers and redirects must see the real port.
+    if book.get(me).is_none_or(|a| a.ends_with(":0")) {
+        book.insert(me, local_addr.to_string());
+    }
+
+    let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
+    let (client_tx, client_rx) = mpsc::channel(config.raft.proposal_queue_max.max(1));
+    let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+    let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+    let view = Arc::new(LeaderView::default());
+    view.term
+        .store(raft.term(), std::sync::atomic::Ordering::Relaxed);
+    view.applied
+        .store(applied, std::sync::atomic::Ordering::Relaxed);
+
+    let apply = super::apply::spawn(sm.clone(), storage.clone(), applied_tx);
+    let link_ctx = LinkContext {
+        me,
+        cluster_id: config.node.cluster_id,
+        book: book.clone(),
+        net: config.network.clone(),
+        inbound: peer_tx.clone(),
+        sm: sm.clone(),
+        snapshot_chunk_bytes: config.snapshot.chunk_bytes as usize,
+    };
+    let client_ctx = ClientContext {
+        me,
+        cluster_id: config.node.cluster_id,
+        book: book.clone(),
+        requests: client_tx,
+        view: view.clone(),
+        request_timeout: Duration::from_millis(config.network.request_timeout_ms),
+        value_bytes_max: d_engine_proto::limits::MAX_VALUE_BYTES,
+    };
+    let peer_service = PeerService {
+        me,
+        cluster_id: config.node.cluster_id,
+        book: book.clone(),
+        inbound: peer_tx,
+        refused: Arc::new(RefusedCounters::default()),
+        term: view.term.clone(),
+    };
+    // tonic refuses messages over these sizes outright; below them the services check
+    // the finer limits and answer with typed errors.
+    let client_max = (config.network.client_message_bytes_max as usize).saturating_mul(2);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_millis(
+            config.network.keepalive_interval_ms,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_millis(
+            config.network.keepalive_timeout_ms,
+        )))
+        .add_service(
+            RaftPeerServer::new(peer_service)
+                .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+        )
+        .add_service(
+            KvServer::new(KvService {
+                ctx: client_ctx.clone(),
+            })
+            .max_decoding_message_size(client_max),
+        )
+        .add_service(
+            ClusterAdminServer::new(AdminService { ctx: client_ctx })
+                .max_decoding_message_size(client_max),
+        );
+    let mut stop = shutdown.clone();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stop.changed().await;
+        },
+    ));
+    info!(node = me, %local_addr, "serving peers, clients and admin");
+
+    let event_loop = EventLoop {
+        raft,
+        config,
+        storage,
+        apply,
+        applied_rx,
+        persisted_tx,
+        persisted_rx,
+        client_rx,
+        peer_rx,
+        peers: Peers::new(link_ctx),
+        book,
+        view,
+        shutdown,
+        persist: super::persist::PersistQueue::starting_at(last_pos),
+        waiters: Default::default(),
+        vote_waiters: HashMap::new(),
+        stream_replies: HashMap::new(),
+        snapshot_inbox: HashMap::new(),
+        latest_snapshot,
+        applied_index: applied,
+    };
+    Ok(Node {
+        event_loop,
+        local_addr,
+        server,
+    })
+}

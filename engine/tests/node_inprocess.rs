@@ -1,0 +1,172 @@
+//! Whole nodes in one process: each on its own thread with a current-thread runtime,
+//! memory storage, real gRPC on 127.0.0.1. Fast checks of the runtime's wiring; the
+//! process-level tests (kill -9, restart) are in `cluster_processes.rs`.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use d_engine::NodeBuilder;
+use d_engine::client::{Client, ClientConfig, ReadConsistency};
+use d_engine::config::{Config, MemberConfig, StorageBackend};
+use tokio::sync::watch;
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+struct Cluster {
+    addrs: Vec<String>,
+    stops: Vec<Option<watch::Sender<()>>>,
+    threads: Vec<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let ports = free_ports(n);
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let members: Vec<MemberConfig> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| MemberConfig {
+                id: i as u64 + 1,
+                addr: a.clone(),
+                learner: false,
+            })
+            .collect();
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let mut c = Config::default();
+            c.node.id = i as u64 + 1;
+            c.node.listen_addr = addr.clone();
+            c.cluster.initial_members = members.clone();
+            c.storage.backend = StorageBackend::Memory;
+            c.raft.election_timeout_ms_min = 150;
+            c.raft.election_timeout_ms_max = 300;
+            c.raft.heartbeat_interval_ms = 30;
+            let (tx, rx) = watch::channel(());
+            stops.push(Some(tx));
+            threads.push(Some(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let node = NodeBuilder::from_config(c, rx)
+                        .build()
+                        .start_rpc_server()
+                        .await
+                        .ready()
+                        .unwrap();
+                    node.run().await.unwrap();
+                });
+            })));
+        }
+        Cluster {
+            addrs,
+            stops,
+            threads,
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(tx) = self.stops[i].take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.threads[i].take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.stops.len() {
+            self.stop(i);
+        }
+    }
+}
+
+#[test]
+fn three_nodes_elect_a_leader_and_serve_writes_and_reads() {
+    let mut cluster = Cluster::start(3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = Client::connect(
+            ClientConfig::new(cluster.addrs.clone()).deadline(Duration::from_secs(10)),
+        )
+        .unwrap();
+        let started = Instant::now();
+        client.put("k1", "v1").await.expect("first write");
+        eprintln!("first write after {:?}", started.elapsed());
+        for i in 0..50 {
+            client
+                .put(format!("key{i}"), format!("value{i}"))
+                .await
+                .unwrap();
+        }
+        for consistency in [
+            ReadConsistency::Linearizable,
+            ReadConsistency::Lease,
+            ReadConsistency::Serializable,
+        ] {
+            let v = client.get("k1", consistency).await.unwrap();
+            assert_eq!(v.as_deref(), Some(&b"v1"[..]), "{consistency:?}");
+        }
+        let cas = client
+            .compare_and_swap("k1", Some("v1".into()), "v2")
+            .await
+            .unwrap();
+        assert!(cas.succeeded);
+        let cas = client
+            .compare_and_swap("k1", Some("v1".into()), "v3")
+            .await
+            .unwrap();
+        assert!(!cas.succeeded);
+        assert_eq!(cas.current.as_deref(), Some(&b"v2"[..]));
+        assert!(client.delete("key0").await.unwrap());
+        assert_eq!(
+            client
+                .get("key0", ReadConsistency::Linearizable)
+                .await
+                .unwrap(),
+            None
+        );
+        let page = client
+            .scan("key1", "", "", 100, ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 11, "key1 and key10..key19");
+        let status = client.admin().status_of(&cluster.addrs[0]).await.unwrap();
+        assert!(status.commit_index >= 52, "{status:?}");
+    });
+    // Stop the leader's peers one by one: with one node down, writes still commit.
+    cluster.stop(2);
+    rt.block_on(async {
+        let client = Client::connect(
+            ClientConfig::new(cluster.addrs[..2].to_vec()).deadline(Duration::from_secs(10)),
+        )
+        .unwrap();
+        client
+            .put("after", "one down")
+            .await
+            .expect("a quorum of two still commits");
+        assert_eq!(
+            client
+                .get("after", ReadConsistency::Linearizable)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"one down"[..])
+        );
+    });
+}
