@@ -1,0 +1,414 @@
+//! One key-value client over etcd's v3 API and d-engine's client API, with
+//! the error classification a history needs: did the request certainly not
+//! take effect ([`OpError::definite`]), or is its outcome unknown?
+//!
+//! A client is bound to one node's client endpoint. etcd forwards proposals
+//! to its leader itself; d-engine answers NOT_LEADER, which this client follows
+//! (at most twice per op) using the node-id → address map it was given.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use d_engine_proto::etcd::etcdserverpb as etcd;
+use d_engine_proto::v1 as de;
+use tonic::codegen::Bytes;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::TargetKind;
+
+/// Connect timeout of the client channels: a dead node fails fast.
+const CONNECT_TIMEOUT_MS: u64 = 300;
+/// NOT_LEADER redirects followed per d-engine op.
+const REDIRECTS_MAX: usize = 2;
+
+/// Read consistency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    Linearizable,
+    Serializable,
+}
+
+impl Consistency {
+    pub fn parse(s: &str) -> Option<Consistency> {
+        match s {
+            "linearizable" => Some(Consistency::Linearizable),
+            "serializable" => Some(Consistency::Serializable),
+            _ => None,
+        }
+    }
+}
+
+/// Why an op did not return a result.
+#[derive(Debug, Clone)]
+pub struct OpError {
+    /// True when the request certainly did not take effect (refused before
+    /// it was sent, or a reply that says so). False: unknown outcome.
+    pub definite: bool,
+    pub message: String,
+}
+
+impl OpError {
+    fn definite(message: impl Into<String>) -> Self {
+        OpError {
+            definite: true,
+            message: message.into(),
+        }
+    }
+    fn unknown(message: impl Into<String>) -> Self {
+        OpError {
+            definite: false,
+            message: message.into(),
+        }
+    }
+}
+
+fn channel(endpoint: &str) -> anyhow::Result<Channel> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    };
+    Ok(Endpoint::from_shared(url.clone())
+        .with_context(|| format!("bad endpoint {url}"))?
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// A tonic error. A refused connection means the request was never sent;
+/// anything else (a reset, a deadline, a server error) may have been applied.
+fn classify(status: &tonic::Status) -> OpError {
+    let text = format!("{status}");
+    let source = std::error::Error::source(status)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    let refused = [&text, &source]
+        .iter()
+        .any(|s| s.contains("Connection refused") || s.contains("ConnectionRefused"));
+    let message = format!("{:?}: {}", status.code(), status.message());
+    if refused {
+        OpError::definite(format!("connection refused: {message}"))
+    } else {
+        OpError::unknown(message)
+    }
+}
+
+async fn timed<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, OpError>>,
+) -> Result<T, OpError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(OpError::unknown("timeout")),
+    }
+}
+
+/// A client bound to one node.
+#[derive(Clone)]
+pub enum KvClient {
+    Etcd(Channel),
+    Dengine(DengineClient),
+}
+
+/// d-engine client state: the bound node and how to reach the others.
+#[derive(Clone)]
+pub struct DengineClient {
+    home: Channel,
+    /// node id → client channel, for NOT_LEADER redirects.
+    peers: HashMap<u64, Channel>,
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's own id (etcd: member id).
+    pub id: u64,
+    /// The leader it believes in (0 = none).
+    pub leader: u64,
+    pub term: u64,
+}
+
+impl NodeStatus {
+    pub fn is_leader(&self) -> bool {
+        self.leader != 0 && self.leader == self.id
+    }
+}
+
+impl KvClient {
+    /// A lazily connected client for `endpoint` (`host:port` or a URL).
+    /// `by_id` maps d-engine node ids to client endpoints (ignored for etcd).
+    pub fn connect(
+        kind: TargetKind,
+        endpoint: &str,
+        by_id: &[(u64, String)],
+    ) -> anyhow::Result<KvClient> {
+        let ch = channel(endpoint)?;
+        Ok(match kind {
+            TargetKind::Etcd => KvClient::Etcd(ch),
+            TargetKind::Dengine => {
+                let mut peers = HashMap::new();
+                for (id, ep) in by_id {
+                    peers.insert(*id, channel(ep)?);
+                }
+                KvClient::Dengine(DengineClient { home: ch, peers })
+            }
+        })
+    }
+
+    pub async fn get(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => {
+                    let req = etcd::RangeRequest {
+                        key: Bytes::copy_from_slice(key),
+                        serializable: consistency == Consistency::Serializable,
+                        ..Default::default()
+                    };
+                    let resp = etcd::kv_client::KvClient::new(ch.clone())
+                        .range(req)
+                        .await
+                        .map_err(|s| classify(&s))?
+                        .into_inner();
+                    Ok(resp.kvs.into_iter().next().map(|kv| kv.value.to_vec()))
+                }
+                KvClient::Dengine(c) => c.get(key, consistency).await,
+            }
+        })
+        .await
+    }
+
+    pub async fn put(&self, key: &[u8], value: &[u8], timeout: Duration) -> Result<(), OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => {
+                    let req = etcd::PutRequest {
+                        key: Bytes::copy_from_slice(key),
+                        value: Bytes::copy_from_slice(value),
+                        ..Default::default()
+                    };
+                    etcd::kv_client::KvClient::new(ch.clone())
+                        .put(req)
+                        .await
+                        .map_err(|s| classify(&s))?;
+                    Ok(())
+                }
+                KvClient::Dengine(c) => c.put(key, value).await,
+            }
+        })
+        .await
+    }
+
+    /// Compare-and-set: `expected = None` means "the key is absent".
+    /// `Ok(false)`: the comparison failed and nothing was written.
+    pub async fn cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+        timeout: Duration,
+    ) -> Result<bool, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => {
+                    use etcd::compare::{CompareResult, CompareTarget, TargetUnion};
+                    let compare = match expected {
+                        // A key that does not exist has version 0.
+                        None => etcd::Compare {
+                            result: CompareResult::Equal as i32,
+                            target: CompareTarget::Version as i32,
+                            key: Bytes::copy_from_slice(key),
+                            target_union: Some(TargetUnion::Version(0)),
+                            range_end: Bytes::new(),
+                        },
+                        Some(v) => etcd::Compare {
+                            result: CompareResult::Equal as i32,
+                            target: CompareTarget::Value as i32,
+                            key: Bytes::copy_from_slice(key),
+                            target_union: Some(TargetUnion::Value(Bytes::copy_from_slice(v))),
+                            range_end: Bytes::new(),
+                        },
+                    };
+                    let put = etcd::PutRequest {
+                        key: Bytes::copy_from_slice(key),
+                        value: Bytes::copy_from_slice(new),
+                        ..Default::default()
+                    };
+                    let req = etcd::TxnRequest {
+                        compare: vec![compare],
+                        success: vec![etcd::RequestOp {
+                            request: Some(etcd::request_op::Request::RequestPut(put)),
+                        }],
+                        failure: Vec::new(),
+                    };
+                    let resp = etcd::kv_client::KvClient::new(ch.clone())
+                        .txn(req)
+                        .await
+                        .map_err(|s| classify(&s))?
+                        .into_inner();
+                    Ok(resp.succeeded)
+                }
+                KvClient::Dengine(c) => c.cas(key, expected, new).await,
+            }
+        })
+        .await
+    }
+
+    /// The node's view of leadership.
+    pub async fn status(&self, timeout: Duration) -> Result<NodeStatus, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => {
+                    let resp = etcd::maintenance_client::MaintenanceClient::new(ch.clone())
+                        .status(etcd::StatusRequest {})
+                        .await
+                        .map_err(|s| classify(&s))?
+                        .into_inner();
+                    let header = resp.header.unwrap_or_default();
+                    Ok(NodeStatus {
+                        id: header.member_id,
+                        leader: resp.leader,
+                        term: resp.raft_term,
+                    })
+                }
+                KvClient::Dengine(c) => c.status().await,
+            }
+        })
+        .await
+    }
+}
+
+/// Maps a d-engine reply error to an outcome: `Ok(None)` = success,
+/// `Ok(Some(leader))` = NOT_LEADER (not applied; retry at `leader`).
+fn reply_error(err: Option<de::ReplyError>) -> Result<Option<u64>, OpError> {
+    use de::ErrorCode as C;
+    let Some(err) = err else { return Ok(None) };
+    let code = C::try_from(err.code).unwrap_or(C::Internal);
+    let message = format!("{}: {}", code.as_str_name(), err.message);
+    match code {
+        C::Ok => Ok(None),
+        C::NotLeader => Ok(Some(err.leader_id)),
+        // These say the request was refused before it was applied.
+        C::TooLarge
+        | C::Busy
+        | C::WrongCluster
+        | C::InvalidArgument
+        | C::ShuttingDown
+        | C::Transferring
+        | C::MembershipChangeInProgress => Err(OpError::definite(message)),
+        // TIMEOUT, UNAVAILABLE (a proposal may be in the log already),
+        // SESSION_EXPIRED, INTERNAL: unknown.
+        _ => Err(OpError::unknown(message)),
+    }
+}
+
+impl DengineClient {
+    fn target(&self, leader: Option<u64>) -> Result<Channel, OpError> {
+        match leader {
+            None => Ok(self.home.clone()),
+            Some(0) => Err(OpError::definite("NOT_LEADER with no known leader")),
+            Some(id) => self
+                .peers
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| OpError::definite(format!("NOT_LEADER: unknown leader {id}"))),
+        }
+    }
+
+    async fn get(&self, key: &[u8], consistency: Consistency) -> Result<Option<Vec<u8>>, OpError> {
+        let level = match consistency {
+            Consistency::Linearizable => de::ReadConsistency::Linearizable,
+            Consistency::Serializable => de::ReadConsistency::Serializable,
+        };
+        let mut leader = None;
+        for _ in 0..=REDIRECTS_MAX {
+            let req = de::GetRequest {
+                header: None,
+                key: Bytes::copy_from_slice(key),
+                consistency: level as i32,
+            };
+            let resp = de::kv_client::KvClient::new(self.target(leader)?)
+                .get(req)
+                .await
+                .map_err(|s| classify(&s))?
+                .into_inner();
+            match reply_error(resp.error)? {
+                None => return Ok(resp.found.then(|| resp.value.to_vec())),
+                Some(l) => leader = Some(l),
+            }
+        }
+        Err(OpError::definite("NOT_LEADER: too many redirects"))
+    }
+
+    async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), OpError> {
+        let mut leader = None;
+        for _ in 0..=REDIRECTS_MAX {
+            let req = de::PutRequest {
+                header: None,
+                key: Bytes::copy_from_slice(key),
+                value: Bytes::copy_from_slice(value),
+            };
+            let resp = de::kv_client::KvClient::new(self.target(leader)?)
+                .put(req)
+                .await
+                .map_err(|s| classify(&s))?
+                .into_inner();
+            match reply_error(resp.error)? {
+                None => return Ok(()),
+                Some(l) => leader = Some(l),
+            }
+        }
+        Err(OpError::definite("NOT_LEADER: too many redirects"))
+    }
+
+    async fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, OpError> {
+        use de::compare_and_swap_request::Expected;
+        let mut leader = None;
+        for _ in 0..=REDIRECTS_MAX {
+            let req = de::CompareAndSwapRequest {
+                header: None,
+                key: Bytes::copy_from_slice(key),
+                expected: Some(match expected {
+                    None => Expected::ExpectAbsent(true),
+                    Some(v) => Expected::ExpectedValue(Bytes::copy_from_slice(v)),
+                }),
+                new_value: Bytes::copy_from_slice(new),
+            };
+            let resp = de::kv_client::KvClient::new(self.target(leader)?)
+                .compare_and_swap(req)
+                .await
+                .map_err(|s| classify(&s))?
+                .into_inner();
+            match reply_error(resp.error)? {
+                None => return Ok(resp.succeeded),
+                Some(l) => leader = Some(l),
+            }
+        }
+        Err(OpError::definite("NOT_LEADER: too many redirects"))
+    }
+
+    async fn status(&self) -> Result<NodeStatus, OpError> {
+        let resp = de::cluster_admin_client::ClusterAdminClient::new(self.home.clone())
+            .status(de::StatusRequest { header: None })
+            .await
+            .map_err(|s| classify(&s))?
+            .into_inner();
+        let header = resp.header.unwrap_or_default();
+        let leader = if resp.role == de::Role::Leader as i32 {
+            header.node_id
+        } else {
+            header.leader_id
+        };
+        Ok(NodeStatus {
+            id: header.node_id,
+            leader,
+            term: header.term,
+        })
+    }
+}

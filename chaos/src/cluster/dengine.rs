@@ -1,0 +1,149 @@
+//! The config file and command line of a d-engine node (`dengine serve`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::process::NodeCommand;
+
+/// The `dengine` binary: `explicit`, else `$DENGINE_BIN`, else `dengine` next
+/// to the current executable (or one level up, for test binaries in
+/// `target/*/deps/`), else `target/release/dengine`.
+pub fn binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    if let Some(p) = std::env::var_os("DENGINE_BIN") {
+        return Ok(p.into());
+    }
+    let mut tried = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            tried.push(dir.join("dengine"));
+        }
+    }
+    tried.push(PathBuf::from("target/release/dengine"));
+    if let Some(found) = tried.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    bail!("no dengine binary: set --binary or DENGINE_BIN (tried {tried:?})")
+}
+
+/// A TOML value from an `extra` string: integers, floats and booleans bare,
+/// anything else as a string.
+fn toml_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = raw.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_owned())
+    }
+}
+
+/// The config of node `id` (see `engine/config/example.toml`). `members` is
+/// the membership *as this node sees it*: (id, address), where a peer's
+/// address is the proxy of the link from this node when proxied.
+pub fn config_toml(
+    id: u64,
+    listen_addr: &str,
+    data_dir: &Path,
+    members: &[(u64, String)],
+    extra: &[(String, String)],
+) -> anyhow::Result<String> {
+    let mut root = toml::Table::new();
+    let mut node = toml::Table::new();
+    node.insert("id".into(), toml::Value::Integer(id as i64));
+    node.insert("cluster_id".into(), toml::Value::Integer(1));
+    node.insert(
+        "listen_addr".into(),
+        toml::Value::String(listen_addr.to_owned()),
+    );
+    node.insert(
+        "data_dir".into(),
+        toml::Value::String(data_dir.display().to_string()),
+    );
+    root.insert("node".into(), toml::Value::Table(node));
+    let initial: Vec<toml::Value> = members
+        .iter()
+        .map(|(mid, addr)| {
+            let mut m = toml::Table::new();
+            m.insert("id".into(), toml::Value::Integer(*mid as i64));
+            m.insert("addr".into(), toml::Value::String(addr.clone()));
+            toml::Value::Table(m)
+        })
+        .collect();
+    let mut cluster = toml::Table::new();
+    cluster.insert("initial_members".into(), toml::Value::Array(initial));
+    root.insert("cluster".into(), toml::Value::Table(cluster));
+    for (key, raw) in extra {
+        let parts: Vec<&str> = key.split('.').collect();
+        let (last, path) = parts.split_last().context("empty extra key")?;
+        let mut table = &mut root;
+        for part in path {
+            let entry = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry
+                .as_table_mut()
+                .with_context(|| format!("extra key {key}: {part} is not a table"))?;
+        }
+        table.insert(last.to_string(), toml_value(raw));
+    }
+    Ok(toml::to_string(&root)?)
+}
+
+pub fn command(program: &Path, config: &Path) -> NodeCommand {
+    NodeCommand {
+        program: program.to_owned(),
+        args: vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_members_and_extra_keys() {
+        let members = vec![
+            (1, "127.0.0.1:1000".to_owned()),
+            (2, "127.0.0.1:2000".to_owned()),
+        ];
+        let extra = vec![
+            ("raft.election_timeout_ms_min".to_owned(), "300".to_owned()),
+            (
+                "read.default_consistency".to_owned(),
+                "serializable".to_owned(),
+            ),
+        ];
+        let text = config_toml(2, "127.0.0.1:2001", Path::new("/tmp/x"), &members, &extra).unwrap();
+        let parsed: toml::Table = text.parse().unwrap();
+        assert_eq!(parsed["node"]["id"].as_integer(), Some(2));
+        assert_eq!(
+            parsed["cluster"]["initial_members"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parsed["cluster"]["initial_members"][1]["addr"].as_str(),
+            Some("127.0.0.1:2000")
+        );
+        assert_eq!(
+            parsed["raft"]["election_timeout_ms_min"].as_integer(),
+            Some(300)
+        );
+        assert_eq!(
+            parsed["read"]["default_consistency"].as_str(),
+            Some("serializable")
+        );
+    }
+}

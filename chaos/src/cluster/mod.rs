@@ -1,0 +1,592 @@
+//! The local cluster launcher: N real node processes on 127.0.0.1, used by
+//! chaos and by the bench crate. This API is kept stable.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind};
+//! let spec = ClusterSpec::new(TargetKind::Etcd, 3, "/tmp/run1".into());
+//! let mut cluster = LocalCluster::start(spec).await?; // ready: leader + write/read round trip
+//! let endpoints = cluster.client_endpoints();          // ["127.0.0.1:PORT", ...], direct
+//! let leader = cluster.leader().await;                  // Some(node index)
+//! cluster.kill(0).await?;                               // SIGKILL
+//! cluster.restart(0).await?;                            // same ports, same data dir
+//! cluster.pause(1)?; cluster.resume(1)?;                // SIGSTOP / SIGCONT
+//! cluster.graceful_restart(2).await?;                   // SIGTERM, wait, start
+//! let rss = cluster.peak_rss_kib(0);                    // max VmHWM seen, across restarts
+//! cluster.stop().await;                                 // or just drop it: children are killed
+//! # Ok(()) }
+//! ```
+//!
+//! - Nodes are indexed `0..n`; their ids are `1..=n` ([`LocalCluster::endpoint_by_id`]).
+//! - `dir/nodeI/` (I = id) holds the node's data dir (`data/`), its log
+//!   (`node.log`, appended across restarts) and for d-engine `config.toml`.
+//! - Client endpoints are always direct. With `proxied`, every peer link goes
+//!   through a [`crate::proxy::Proxy`] controlled by [`LocalCluster::net`].
+//! - No stray processes: `Drop` SIGKILLs every child; each child also has
+//!   `PR_SET_PDEATHSIG = SIGKILL` (it dies when the harness dies) and its own
+//!   process group (a terminal Ctrl-C reaches only the harness, which cleans up).
+//! - etcd: `extra` pairs become `--key=value` flags. d-engine: dotted config keys
+//!   (`("raft.election_timeout_ms_min", "300")`) merged into `config.toml`.
+
+mod dengine;
+mod etcd;
+pub mod process;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::Child;
+
+use crate::client::{Consistency, KvClient};
+use crate::proxy::{NetControl, Proxy, Source};
+use process::NodeCommand;
+
+/// Which system the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Dengine,
+    Etcd,
+}
+
+impl TargetKind {
+    pub fn parse(s: &str) -> Option<TargetKind> {
+        match s {
+            "dengine" | "d-engine" => Some(TargetKind::Dengine),
+            "etcd" => Some(TargetKind::Etcd),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Dengine => "dengine",
+            TargetKind::Etcd => "etcd",
+        }
+    }
+}
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub kind: TargetKind,
+    pub nodes: usize,
+    /// Root of the per-node directories; created if missing.
+    pub dir: PathBuf,
+    /// Route every peer link through a fault-injecting proxy.
+    pub proxied: bool,
+    /// The node binary (d-engine: see `dengine::binary` for the fallbacks;
+    /// etcd: `$ETCD_BIN`, else `etcd` on the PATH).
+    pub binary: Option<PathBuf>,
+    /// Extra config keys (see the module docs).
+    pub extra: Vec<(String, String)>,
+    /// Bound on waiting for the cluster to be ready.
+    pub ready_timeout: Duration,
+}
+
+impl ClusterSpec {
+    pub fn new(kind: TargetKind, nodes: usize, dir: PathBuf) -> Self {
+        ClusterSpec {
+            kind,
+            nodes,
+            dir,
+            proxied: false,
+            binary: None,
+            extra: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
+        }
+    }
+}
+
+/// Default bound on start-up (leader elected and a write/read round trip).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a node's exit after SIGTERM before it is SIGKILLed.
+const GRACEFUL_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Peak-RSS sampling period.
+const RSS_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+/// Per-request bound of the launcher's own probes.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+struct Node {
+    id: u64,
+    client_addr: String,
+    dir: PathBuf,
+    log: PathBuf,
+    command: NodeCommand,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// Shared with the RSS sampler task: (pid if running, peak KiB) per node.
+type RssTable = Arc<Mutex<Vec<(Option<u32>, u64)>>>;
+
+/// A running local cluster. See the module docs.
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    nodes: Vec<Node>,
+    net: Option<Arc<NetControl>>,
+    _proxies: Vec<Proxy>,
+    rss: RssTable,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released: a small race with
+/// other programs, acceptable on a test machine).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("no free port")?
+        .local_addr()?
+        .port())
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl LocalCluster {
+    /// Starts the cluster and waits until it is ready (bounded by
+    /// `spec.ready_timeout`). On failure every started process is killed.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<LocalCluster> {
+        if spec.nodes == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        std::fs::create_dir_all(&spec.dir)
+            .with_context(|| format!("cannot create {}", spec.dir.display()))?;
+        let n = spec.nodes;
+        let net = spec.proxied.then(|| NetControl::new(n));
+        let (nodes, proxies) = match spec.kind {
+            TargetKind::Etcd => layout_etcd(&spec, net.as_ref()).await?,
+            TargetKind::Dengine => layout_dengine(&spec, net.as_ref()).await?,
+        };
+        let rss: RssTable = Arc::new(Mutex::new(vec![(None, 0); n]));
+        let sampler = tokio::spawn(sample_rss(rss.clone()));
+        let mut cluster = LocalCluster {
+            spec,
+            nodes,
+            net,
+            _proxies: proxies,
+            rss,
+            sampler,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        std::fs::create_dir_all(&node.dir)?;
+        let child = process::spawn_guarded(&node.command, &node.log)?;
+        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = child.id();
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.spec.ready_timeout;
+        loop {
+            for i in 0..self.nodes.len() {
+                if let Some(child) = self.nodes[i].child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    bail!(
+                        "node {} exited during start-up ({status}); see {}",
+                        self.nodes[i].id,
+                        self.nodes[i].log.display()
+                    );
+                }
+            }
+            let last_err = match self.probe_round_trip().await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} cluster not ready after {:?}: {last_err:#}; logs under {}",
+                    self.spec.kind.name(),
+                    self.spec.ready_timeout,
+                    self.spec.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(net) = &self.net
+            && self.spec.kind == TargetKind::Etcd
+        {
+            // etcd proxies identify the dialing node by member id.
+            for i in 0..self.nodes.len() {
+                let client = self.client(i)?;
+                let status = client
+                    .status(PROBE_TIMEOUT)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                net.set_member(&format!("{:x}", status.id), i);
+            }
+        }
+        Ok(())
+    }
+
+    /// A leader exists and a write then a linearizable read through it agree.
+    async fn probe_round_trip(&self) -> anyhow::Result<()> {
+        let leader = self.leader().await.context("no leader yet")?;
+        let client = self.client(leader)?;
+        let value = format!("{:?}", Instant::now());
+        client
+            .put(b"__chaos_ready", value.as_bytes(), PROBE_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let got = client
+            .get(b"__chaos_ready", Consistency::Linearizable, PROBE_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        if got.as_deref() != Some(value.as_bytes()) {
+            bail!("round trip read {got:?}, wrote {value:?}");
+        }
+        Ok(())
+    }
+
+    /// A client bound to node `i`.
+    pub fn client(&self, i: usize) -> anyhow::Result<KvClient> {
+        KvClient::connect(
+            self.spec.kind,
+            &self.nodes[i].client_addr,
+            &self.endpoint_by_id(),
+        )
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Client endpoints (`127.0.0.1:port`, never proxied), by node index.
+    pub fn client_endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.client_addr.clone()).collect()
+    }
+
+    /// (node id, direct client endpoint): what d-engine clients need to follow
+    /// NOT_LEADER redirects without going through the proxies.
+    pub fn endpoint_by_id(&self) -> Vec<(u64, String)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id, n.client_addr.clone()))
+            .collect()
+    }
+
+    /// The fault table of the peer proxies (`None` unless `proxied`).
+    pub fn net(&self) -> Option<&Arc<NetControl>> {
+        self.net.as_ref()
+    }
+
+    /// Node `i`'s log file.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.nodes[i].log.clone()
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().and_then(Child::id)
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.pid(i).is_some()
+    }
+
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.nodes[i].paused
+    }
+
+    /// The largest VmHWM seen for node `i` over all its incarnations, in KiB.
+    pub fn peak_rss_kib(&self, i: usize) -> u64 {
+        let mut table = self.rss.lock().unwrap_or_else(|e| e.into_inner());
+        sample_into(&mut table[i]);
+        table[i].1
+    }
+
+    /// The node a majority follows, by index: each running node is asked
+    /// for its view, and a node that claims leadership with the highest term
+    /// wins.
+    pub async fn leader(&self) -> Option<usize> {
+        let probes = (0..self.nodes.len())
+            .filter(|&i| self.is_running(i) && !self.nodes[i].paused)
+            .map(|i| async move {
+                let client = self.client(i).ok()?;
+                client.status(PROBE_TIMEOUT).await.ok().map(|s| (i, s))
+            });
+        let statuses: Vec<_> = join_all(probes).await.into_iter().flatten().collect();
+        statuses
+            .iter()
+            .filter(|(_, s)| s.is_leader())
+            .max_by_key(|(_, s)| s.term)
+            .map(|(i, _)| *i)
+    }
+
+    /// SIGKILL node `i` and reap it. Resumes nothing: a paused node dies too.
+    pub async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        self.peak_rss_kib(i);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            if let Some(pid) = child.id() {
+                process::signal(pid, libc::SIGKILL)?;
+            }
+            child.wait().await?;
+        }
+        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = None;
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// Starts node `i` again (same ports, data dir and log), killing it first
+    /// if it is still running.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            self.kill(i).await?;
+        }
+        self.spawn(i)
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        let pid = self
+            .pid(i)
+            .with_context(|| format!("node {i} is not running"))?;
+        process::signal(pid, libc::SIGSTOP)?;
+        self.nodes[i].paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(pid) = self.pid(i) {
+            process::signal(pid, libc::SIGCONT)?;
+        }
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// SIGTERM, wait for the exit (SIGKILL after a bound), then start again.
+    pub async fn graceful_restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.peak_rss_kib(i);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            if let Some(pid) = child.id() {
+                if self.nodes[i].paused {
+                    process::signal(pid, libc::SIGCONT)?;
+                }
+                process::signal(pid, libc::SIGTERM)?;
+            }
+            if tokio::time::timeout(GRACEFUL_EXIT_TIMEOUT, child.wait())
+                .await
+                .is_err()
+            {
+                if let Some(pid) = child.id() {
+                    process::signal(pid, libc::SIGKILL)?;
+                }
+                child.wait().await?;
+            }
+        }
+        self.spawn(i)
+    }
+
+    /// Heals the network, resumes paused nodes and starts stopped ones.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        if let Some(net) = &self.net {
+            net.heal();
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.resume(i)?;
+            }
+            if !self.is_running(i) {
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every node and waits for them to be reaped.
+    pub async fn stop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.kill(i).await;
+        }
+        self.sampler.abort();
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.sampler.abort();
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Some(pid) = child.id() {
+                    let _ = process::signal(pid, libc::SIGKILL);
+                }
+                // Reap now if we can; otherwise tokio reaps it in the background.
+                let _ = child.try_wait();
+            }
+        }
+    }
+}
+
+fn sample_into(entry: &mut (Option<u32>, u64)) {
+    if let Some(kib) = entry.0.and_then(process::vm_hwm_kib) {
+        entry.1 = entry.1.max(kib);
+    }
+}
+
+async fn sample_rss(table: RssTable) {
+    loop {
+        {
+            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+            t.iter_mut().for_each(sample_into);
+        }
+        tokio::time::sleep(RSS_SAMPLE_PERIOD).await;
+    }
+}
+
+/// Awaits all futures concurrently (a tiny `join_all`, to avoid a crate).
+pub(crate) async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
+fn node_dir(spec: &ClusterSpec, id: u64) -> PathBuf {
+    spec.dir.join(format!("node{id}"))
+}
+
+async fn layout_etcd(
+    spec: &ClusterSpec,
+    net: Option<&Arc<NetControl>>,
+) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
+    let n = spec.nodes;
+    let program = etcd::binary(spec.binary.as_deref());
+    let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let mut proxies = Vec::new();
+    let mut advertised = Vec::new();
+    for (j, &peer_port) in peer_ports.iter().enumerate() {
+        match net {
+            Some(net) => {
+                // One proxy per destination; the source is read from the
+                // X-Server-From header (see proxy.rs).
+                let p = Proxy::start(
+                    None,
+                    addr(peer_ports[j]),
+                    j,
+                    Source::EtcdHeader,
+                    net.clone(),
+                )
+                .await?;
+                advertised.push(format!("http://{}", p.addr()));
+                proxies.push(p);
+            }
+            None => advertised.push(format!("http://127.0.0.1:{peer_port}")),
+        }
+    }
+    let token = format!("chaos-{}-{}", std::process::id(), client_ports[0]);
+    let nodes = (0..n)
+        .map(|i| {
+            let id = i as u64 + 1;
+            let dir = node_dir(spec, id);
+            let command = etcd::command(
+                &program,
+                i,
+                &dir.join("data"),
+                client_ports[i],
+                peer_ports[i],
+                &advertised,
+                &token,
+                &spec.extra,
+            );
+            Node {
+                id,
+                client_addr: format!("127.0.0.1:{}", client_ports[i]),
+                log: dir.join("node.log"),
+                dir,
+                command,
+                child: None,
+                paused: false,
+            }
+        })
+        .collect();
+    Ok((nodes, proxies))
+}
+
+async fn layout_dengine(
+    spec: &ClusterSpec,
+    net: Option<&Arc<NetControl>>,
+) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
+    let n = spec.nodes;
+    let program = dengine::binary(spec.binary.as_deref())?;
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let direct = |j: usize| format!("127.0.0.1:{}", ports[j]);
+    let mut proxies = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let id = i as u64 + 1;
+        let mut members = Vec::new();
+        for (j, &port) in ports.iter().enumerate() {
+            let member_addr = match net {
+                // One proxy per directed link i → j.
+                Some(net) if j != i => {
+                    let p =
+                        Proxy::start(None, addr(port), j, Source::Fixed(i), net.clone()).await?;
+                    let a = p.addr().to_string();
+                    proxies.push(p);
+                    a
+                }
+                _ => direct(j),
+            };
+            members.push((j as u64 + 1, member_addr));
+        }
+        let dir = node_dir(spec, id);
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.toml");
+        let text = dengine::config_toml(id, &direct(i), &dir.join("data"), &members, &spec.extra)?;
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        nodes.push(Node {
+            id,
+            client_addr: direct(i),
+            log: dir.join("node.log"),
+            dir,
+            command: dengine::command(&program, &config),
+            child: None,
+            paused: false,
+        });
+    }
+    Ok((nodes, proxies))
+}

@@ -1,0 +1,28 @@
+//! Chaos testing for d-engine and etcd: real node processes, faults on a seeded
+//! schedule, clients that record a history, and a linearizability verdict.
+//!
+//! ```text
+//!            ┌──────────── run::run(RunConfig) ─────────────┐
+//!            │                                              │
+//! cluster::LocalCluster ◀── nemesis::Executor ◀── nemesis::Schedule (seed)
+//!   N processes, logs      kill / pause / restart        │
+//!   proxy per peer link ◀─ partitions, delay, loss       └─▶ nemesis.jsonl
+//!            ▲
+//!            │ client endpoints (direct, never proxied)
+//! workload::Workload ──▶ history.jsonl ──▶ d_engine_histories::check ──▶ summary.json
+//! ```
+//!
+//! - [`cluster`]: the local cluster launcher (also used by the bench crate).
+//! - [`proxy`]: the fault-injecting TCP proxy on peer links.
+//! - [`nemesis`]: the seeded fault schedule and its executor.
+//! - [`client`]: one key-value client interface over etcd and d-engine.
+//! - [`workload`]: CAS-register clients that record a history.
+//! - [`run`]: one chaos run end to end, writing a run directory.
+
+pub mod client;
+pub mod cluster;
+pub mod nemesis;
+pub mod prng;
+pub mod proxy;
+pub mod run;
+pub mod workload;
