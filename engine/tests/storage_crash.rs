@@ -22,6 +22,17 @@ use d_engine::storage::{FileStorageEngine, FileStorageOptions, StorageEngine, St
 use storage::*;
 
 const CHILD_ENV: &str = "DENGINE_CRASH_CHILD_DIR";
+const BACKEND_ENV: &str = "DENGINE_CRASH_BACKEND";
+
+/// Opens the backend named `kind` ("file" or "rocksdb") in `dir`.
+fn open_backend(kind: &str, dir: &Path) -> Box<dyn StorageEngine> {
+    match kind {
+        "file" => Box::new(FileStorageEngine::open(dir, crash_options()).unwrap()),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Box::new(d_engine::storage::RocksDBStorageEngine::new(dir).unwrap()),
+        other => panic!("unknown backend {other}"),
+    }
+}
 
 /// The entry the child writes at `index`: the content is a function of the index, so
 /// the parent can verify every byte. Sizes vary to land records at odd offsets.
@@ -52,7 +63,8 @@ fn child_appender() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let engine = FileStorageEngine::open(PathBuf::from(dir), crash_options()).unwrap();
+    let kind = std::env::var(BACKEND_ENV).unwrap_or_else(|_| "file".into());
+    let engine = open_backend(&kind, &PathBuf::from(dir));
     let mut next = engine.last_index() + 1;
     println!("ready {}", next - 1);
     let (tx, rx) = mpsc::channel::<u64>();
@@ -87,7 +99,7 @@ fn child_appender() {
 
 /// Runs the child until it has reported `min_durable` more indexes, then SIGKILLs it.
 /// Returns the highest index it reported durable.
-fn run_child_and_kill(dir: &Path, min_durable: u64) -> u64 {
+fn run_child_and_kill(kind: &str, dir: &Path, min_durable: u64) -> u64 {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -98,6 +110,7 @@ fn run_child_and_kill(dir: &Path, min_durable: u64) -> u64 {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, dir)
+        .env(BACKEND_ENV, kind)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -144,16 +157,26 @@ fn run_child_and_kill(dir: &Path, min_durable: u64) -> u64 {
 
 #[test]
 fn kill_9_loses_no_acknowledged_entry() {
-    let dir = TestDir::new("crash-kill");
+    kill_9_rounds("file");
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn kill_9_loses_no_acknowledged_entry_rocksdb() {
+    kill_9_rounds("rocksdb");
+}
+
+fn kill_9_rounds(kind: &str) {
+    let dir = TestDir::new(&format!("crash-kill-{kind}"));
     let mut acknowledged = 0;
     for round in 0..4 {
-        let durable = run_child_and_kill(dir.path(), 300 + round * 200);
+        let durable = run_child_and_kill(kind, dir.path(), 300 + round * 200);
         assert!(
             durable > acknowledged,
             "round {round}: child made no progress"
         );
         acknowledged = durable;
-        let engine = FileStorageEngine::open(dir.path(), crash_options()).unwrap();
+        let engine = open_backend(kind, dir.path());
         let last = engine.last_index();
         assert!(
             last >= acknowledged,
@@ -168,7 +191,7 @@ fn kill_9_loses_no_acknowledged_entry() {
                 i + 1
             );
         }
-        eprintln!("round {round}: acknowledged {acknowledged}, recovered {last}");
+        eprintln!("{kind} round {round}: acknowledged {acknowledged}, recovered {last}");
     }
 }
 
@@ -411,4 +434,5 @@ fn leftover_temporary_files_are_ignored() {
     fs::write(dir.path().join("prealloc-9.spare"), vec![0u8; 1000]).unwrap();
     assert_prefix(&reopen(&dir).unwrap(), 50);
     assert!(!dir.path().join("meta.tmp").exists());
+    assert!(!dir.path().join("prealloc-9.spare").exists());
 }

@@ -85,6 +85,17 @@ pub fn create_zeroed(path: &Path, len: u64) -> Result<File> {
     Ok(file)
 }
 
+/// Creates a finished spare segment at `path`: zeroed under a `.tmp` name, synced, then
+/// renamed, so a file named `*.spare` of full length is always complete.
+pub fn create_spare(path: &Path, len: u64) -> Result<File> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = create_zeroed(&tmp, len)?;
+    fs::rename(&tmp, path).map_err(|e| StorageError::io("renaming spare segment", path, e))?;
+    Ok(file)
+}
+
 /// Removes a file, ignoring "already gone".
 pub fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {

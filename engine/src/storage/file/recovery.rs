@@ -131,13 +131,25 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
     io::ensure_dir(dir)?;
     let (hard_state, snapshot) = io::read_meta(dir)?.unwrap_or_default();
     let mut seqs = Vec::new();
+    let mut adopted_spare = None;
     let listing = fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e))?;
     for entry in listing {
         let entry = entry.map_err(|e| StorageError::io("listing", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".spare") || name.ends_with(".tmp") {
+        let path = entry.path();
+        if name.ends_with(".spare") {
+            // Spares are renamed to `.spare` only once fully zeroed and synced; one of
+            // the right size is reused (its bytes are zeros, or a header that the next
+            // activation overwrites).
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if adopted_spare.is_none() && len == options.segment_bytes {
+                adopted_spare = Some(path);
+            } else {
+                io::remove_file(&path)?;
+            }
+        } else if name.ends_with(".tmp") {
             // Unfinished preallocation or atomic write from before a crash.
-            io::remove_file(&entry.path())?;
+            io::remove_file(&path)?;
         } else if let Some(seq) = format::parse_segment_name(&name) {
             seqs.push(seq);
         }
@@ -151,7 +163,14 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
     let max_seq = seqs.last().copied().unwrap_or(0);
     let kept = drop_dead_segments(dir, scanned, &snapshot)?;
     check_continuity(&kept, &snapshot)?;
-    let (shared, writer) = build(dir, options, kept, hard_state, snapshot, max_seq)?;
+    let (shared, writer) = build(
+        dir,
+        options,
+        kept,
+        (hard_state, snapshot),
+        max_seq,
+        adopted_spare,
+    )?;
     let view = shared.read();
     info!(
         dir = %dir.display(),
@@ -225,9 +244,9 @@ fn build(
     dir: &Path,
     options: FileStorageOptions,
     kept: Vec<Scanned>,
-    hard_state: crate::core::types::HardState,
-    snapshot: SnapshotMeta,
+    (hard_state, snapshot): (crate::core::types::HardState, SnapshotMeta),
     max_seq: u64,
+    adopted_spare: Option<PathBuf>,
 ) -> Result<(Arc<Shared>, Writer)> {
     let mut locs = VecDeque::new();
     let mut segments = BTreeMap::new();
@@ -315,13 +334,14 @@ fn build(
         last,
         hard_state,
         snapshot,
+        adopted_spare,
     );
     Ok((shared, writer))
 }
 
 /// Creates, preallocates and activates segment `seq` synchronously.
 fn create_segment(dir: &Path, seq: u64, base: LogIndex, len: u64) -> Result<Segment> {
-    let spare = dir.join(format!("{seq:016x}.spare"));
+    let spare = dir.join(format!("{seq:016x}.seg.tmp"));
     let file = io::create_zeroed(&spare, len)?;
     let path = dir.join(format::segment_name(seq));
     file.write_all_at(&format::encode_segment_header(seq, base), 0)

@@ -65,6 +65,7 @@ impl Writer {
         last: (LogIndex, Term),
         hard_state: HardState,
         snapshot: SnapshotMeta,
+        adopted_spare: Option<PathBuf>,
     ) -> Self {
         let next_seq = seg_ends.keys().next_back().map_or(1, |s| s + 1);
         let mut w = Writer {
@@ -85,7 +86,23 @@ impl Writer {
             failed: None,
             group: Group::default(),
         };
-        w.start_spare();
+        match adopted_spare {
+            // A finished spare left by the previous run: no need to write 64 MiB again.
+            Some(path) => {
+                w.spare = std::thread::Builder::new()
+                    .name("dengine-log-prealloc".into())
+                    .spawn(move || {
+                        std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&path)
+                            .map(|f| (path.clone(), f))
+                            .map_err(|e| StorageError::io("opening spare segment", &path, e))
+                    })
+                    .ok();
+            }
+            None => w.start_spare(),
+        }
         w
     }
 
@@ -103,10 +120,9 @@ impl Writer {
             self.flush_group();
         }
         self.flush_group();
-        if let Some(h) = self.spare.take()
-            && let Ok(Ok((path, _))) = h.join()
-        {
-            let _ = io::remove_file(&path);
+        // A finished spare stays for the next open to adopt.
+        if let Some(h) = self.spare.take() {
+            let _ = h.join();
         }
     }
 
@@ -444,15 +460,19 @@ impl Writer {
     }
 
     fn spare_path(&mut self) -> PathBuf {
+        // At most one spare exists at a time, so the name only has to differ from
+        // segment names.
         self.spare_counter += 1;
-        self.shared
-            .dir
-            .join(format!("prealloc-{}.spare", self.spare_counter))
+        self.shared.dir.join(format!(
+            "prealloc-{}-{}.spare",
+            std::process::id(),
+            self.spare_counter
+        ))
     }
 
     fn make_spare_now(&mut self) -> Result<(PathBuf, std::fs::File)> {
         let path = self.spare_path();
-        let file = io::create_zeroed(&path, self.options.segment_bytes)?;
+        let file = io::create_spare(&path, self.options.segment_bytes)?;
         Ok((path, file))
     }
 
@@ -462,7 +482,7 @@ impl Writer {
         let len = self.options.segment_bytes;
         let spawned = std::thread::Builder::new()
             .name("dengine-log-prealloc".into())
-            .spawn(move || io::create_zeroed(&path, len).map(|f| (path, f)));
+            .spawn(move || io::create_spare(&path, len).map(|f| (path, f)));
         // If no thread can be spawned, rollover preallocates synchronously.
         self.spare = spawned.ok();
     }
