@@ -375,8 +375,9 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// SIGTERM, wait for the exit (SIGKILL after a bound), then start again.
-    pub async fn graceful_restart(&mut self, i: usize) -> anyhow::Result<()> {
+    /// SIGTERM (graceful shutdown) and wait for the exit; SIGKILL after a
+    /// bound. The node stays down until [`LocalCluster::restart`].
+    pub async fn terminate(&mut self, i: usize) -> anyhow::Result<()> {
         self.peak_rss_kib(i);
         if let Some(mut child) = self.nodes[i].child.take() {
             if let Some(pid) = child.id() {
@@ -395,6 +396,14 @@ impl LocalCluster {
                 child.wait().await?;
             }
         }
+        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = None;
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// [`LocalCluster::terminate`], then start again.
+    pub async fn graceful_restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.terminate(i).await?;
         self.spawn(i)
     }
 
