@@ -16,6 +16,9 @@ use super::quorum;
 use super::raft::Raft;
 use super::types::{LogIndex, NodeId};
 
+/// Heartbeat rounds without reads kept for lease renewal.
+const MAX_LEASE_ROUNDS: usize = 8;
+
 #[derive(Debug)]
 pub(crate) struct ReadRound {
     ctx: u64,
@@ -132,8 +135,24 @@ impl Raft {
         };
         lead.reads.next_ctx += 1;
         let ctx = lead.reads.next_ctx;
-        // Rounds without reads only matter for the lease; a newer one supersedes them.
-        lead.reads.rounds.retain(|r| !r.reads.is_empty());
+        // Rounds without reads only matter for the lease: keep a bounded number of the
+        // most recent ones (an answer to a newer round also confirms older ones).
+        let mut readless = lead
+            .reads
+            .rounds
+            .iter()
+            .filter(|r| r.reads.is_empty())
+            .count();
+        while readless >= MAX_LEASE_ROUNDS {
+            let k = lead
+                .reads
+                .rounds
+                .iter()
+                .position(|r| r.reads.is_empty())
+                .expect("some");
+            lead.reads.rounds.remove(k);
+            readless -= 1;
+        }
         let reads = std::mem::take(&mut lead.reads.queued);
         lead.reads.rounds.push_back(ReadRound {
             ctx,

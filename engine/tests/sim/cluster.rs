@@ -13,6 +13,12 @@ use super::invariants::Invariants;
 use super::network::Network;
 use super::storage::{Op, StateMachine, Storage};
 
+/// How much slower a slow clock runs. A lease of `L` leader ticks then lasts up to
+/// `4 L` simulated ticks, while a follower refuses votes for at least
+/// `election_timeout_ticks_min` simulated ticks: the drift margin must make
+/// `4 (min - margin) <= min`.
+pub const SLOW_CLOCK_FACTOR: u64 = 4;
+
 pub struct SimNode {
     pub id: NodeId,
     pub raft: Option<Raft>,
@@ -20,7 +26,8 @@ pub struct SimNode {
     pub sm: StateMachine,
     /// Messages waiting for storage to sync past a barrier.
     pub held: Vec<(u64, NodeId, Message)>,
-    /// A slow clock ticks only every other simulated tick (bounded clock drift).
+    /// A slow clock ticks only every `SLOW_CLOCK_FACTOR`-th simulated tick (bounded
+    /// clock drift); the others tick once per simulated tick.
     pub slow: bool,
     pub incarnation: u64,
 }
@@ -52,7 +59,34 @@ pub struct Waiting {
     pub failed: bool,
 }
 
+/// What happened during a run (to show the simulation exercises each feature).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub elections: u64,
+    pub crashes: u64,
+    pub snapshots_built: u64,
+    pub snapshots_installed: u64,
+    pub config_changes: u64,
+    pub transfers: u64,
+    pub reads_ok: u64,
+    pub truncations: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.elections += o.elections;
+        self.crashes += o.crashes;
+        self.snapshots_built += o.snapshots_built;
+        self.snapshots_installed += o.snapshots_installed;
+        self.config_changes += o.config_changes;
+        self.transfers += o.transfers;
+        self.reads_ok += o.reads_ok;
+        self.truncations += o.truncations;
+    }
+}
+
 pub struct Cluster {
+    pub stats: Stats,
     pub cfg: RaftConfig,
     pub seed: u64,
     pub rng: Rng,
@@ -73,6 +107,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(n: u64, cfg: RaftConfig, seed: u64) -> Cluster {
         let mut c = Cluster {
+            stats: Stats::default(),
             cfg,
             seed,
             rng: Rng::new(seed),
@@ -175,6 +210,7 @@ impl Cluster {
                 entries,
             } => {
                 self.inv.on_persist_entries(id, node.raft(), &entries);
+                self.stats.truncations += truncate_from.is_some() as u64;
                 node.storage.push(Op::Entries {
                     truncate_from,
                     entries,
@@ -199,18 +235,22 @@ impl Cluster {
             Action::ProposeResult { id: req, result } => self.on_propose_result(id, req, result),
             Action::ReadResult { id: req, result } => {
                 let applied = node.sm.applied;
+                self.stats.reads_ok += result.is_ok() as u64;
                 if self.verbose {
                     self.out.push(format!("  {id}: read {req} -> {result:?}"));
                 }
                 self.inv.on_read_result(req, id, result, applied);
             }
             Action::MembershipResult { id: req, result } => {
+                self.stats.config_changes += result.is_ok() as u64;
                 self.note(format!("  {id}: membership change {req} -> {result:?}"));
             }
             Action::TransferResult { result } => {
+                self.stats.transfers += result.is_ok() as u64;
                 self.note(format!("  {id}: transfer -> {result:?}"));
             }
             Action::TakeSnapshot { .. } => {
+                self.stats.snapshots_built += 1;
                 let sm = node.sm.clone();
                 let last = sm.applied;
                 self.snaps.entry((last, sm.applied_term)).or_insert(sm);
@@ -228,6 +268,7 @@ impl Cluster {
                 meta, keep_suffix, ..
             } => self.install_snapshot(id, meta, keep_suffix, queue),
             Action::RoleChanged { role, term, leader } => {
+                self.stats.elections += (role == Role::Leader) as u64;
                 if self.verbose {
                     self.out
                         .push(format!("  {id}: {role:?} term={term} leader={leader:?}"));
@@ -260,6 +301,7 @@ impl Cluster {
             .expect("snapshot data exists");
         let node = self.nodes.get_mut(&id).expect("node");
         node.storage.install(&meta, keep_suffix);
+        self.stats.snapshots_installed += 1;
         node.sm = data;
         if self.verbose {
             self.out.push(format!(
@@ -287,12 +329,13 @@ impl Cluster {
             self.check_dropped(id, e);
             return;
         };
+        let at = self.nodes[&id].raft().term();
         if let Some(c) = self.clients.iter_mut().find(|c| c.id == op.0) {
             let mine = c.waiting.as_ref().is_some_and(|w| w.node == id) && c.seq == op.1;
             if mine {
                 c.waiting = None;
                 c.acked = op.1;
-                self.inv.on_ack(op, e.index, e.term);
+                self.inv.on_ack(op, e.index, e.term, at);
                 if self.verbose {
                     self.out.push(format!(
                         "  {id}: ack client {} seq {} at {}",
@@ -342,8 +385,8 @@ impl Cluster {
     // ----- clients -----
 
     pub fn add_clients(&mut self, n: u64) {
-        for k in 0..n {
-            let id = self.clients.len() as u64 + 1 + k;
+        for _ in 0..n {
+            let id = self.clients.len() as u64 + 1;
             self.clients.push(Client {
                 id,
                 seq: 0,
@@ -434,8 +477,10 @@ impl Cluster {
     }
 
     pub fn crash(&mut self, id: NodeId) {
+        self.note(format!("  {id}: CRASH at tick {}", self.now));
         let node = self.nodes.get_mut(&id).expect("node");
         node.raft = None;
+        self.stats.crashes += 1;
         node.storage.crash();
         node.held.clear();
         self.inv.on_crash(id);
@@ -449,6 +494,13 @@ impl Cluster {
             return;
         }
         node.incarnation += 1;
+        if self.verbose {
+            self.out.push(format!(
+                "  {id}: RESTART hs={:?} durable last={:?}",
+                node.storage.hs,
+                node.storage.entries.keys().last()
+            ));
+        }
         let snap = node.storage.snapshot.clone();
         node.sm = if snap.last_index == 0 {
             StateMachine::default()
@@ -474,7 +526,7 @@ impl Cluster {
         self.now += 1;
         for id in self.alive_ids() {
             let slow = self.nodes[&id].slow;
-            if !slow || self.now % 2 == 0 {
+            if !slow || self.now % SLOW_CLOCK_FACTOR == 0 {
                 self.step(id, Event::Tick);
             }
         }

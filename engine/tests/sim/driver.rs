@@ -27,20 +27,21 @@ pub struct SimParams {
 pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
     let mut r = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5151);
     let nodes = [3, 5, 7][(seed % 3) as usize];
+    let no_check_quorum = r.chance(1, 5);
     let cfg = RaftConfig {
-        election_timeout_ticks_min: 10,
-        election_timeout_ticks_max: 20,
-        heartbeat_interval_ticks: 2,
+        election_timeout_ticks_min: 20,
+        election_timeout_ticks_max: 40,
+        heartbeat_interval_ticks: 3,
         max_inflight_msgs: [1, 4, 16][r.range(0, 3) as usize],
         max_inflight_bytes: 1 << 20,
         max_entries_per_msg: [1, 3, 64][r.range(0, 3) as usize],
         max_bytes_per_msg: 1 << 16,
         pre_vote: r.range(0, 5) != 0,
-        check_quorum: true,
-        lease_reads: true,
-        // Slow clocks run at half speed: a lease of (min - margin) leader ticks must
-        // end before min follower ticks, so margin > min / 2.
-        lease_drift_margin_ticks: 6,
+        check_quorum: !no_check_quorum,
+        lease_reads: !no_check_quorum,
+        // Slow clocks run at quarter speed: a lease of (min - margin) leader ticks
+        // must end before min follower ticks (see SLOW_CLOCK_FACTOR).
+        lease_drift_margin_ticks: 15,
         learner_promotion: d_engine::core::LearnerPromotion {
             max_lag_entries: 5,
             sustained_ticks: 5,
@@ -51,7 +52,7 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
             SnapshotPolicy::EveryEntries(r.range(5, 60))
         },
         compaction_trailing_entries: r.range(0, 20),
-        transfer_timeout_ticks: 20,
+        transfer_timeout_ticks: 40,
         max_pending_reads: 1000,
         bugs,
     };
@@ -63,7 +64,7 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
     };
     SimParams {
         nodes,
-        safety_ticks: 1500,
+        safety_ticks: 3000,
         liveness_ticks: 3000,
         clients: 4,
         cfg,
@@ -76,6 +77,7 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
 }
 
 pub struct Outcome {
+    pub stats: super::cluster::Stats,
     pub acked: usize,
     pub ticks: u64,
 }
@@ -86,6 +88,17 @@ pub fn replay_command(seed: u64) -> String {
 
 pub fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
     let p = params_for_seed(seed, bugs);
+    run(seed, &p)
+}
+
+/// Like [`run_seed`] with adjusted parameters (a harsher profile for bug hunting).
+pub fn run_seed_with(
+    seed: u64,
+    bugs: Bugs,
+    tweak: impl Fn(&mut SimParams),
+) -> Result<Outcome, String> {
+    let mut p = params_for_seed(seed, bugs);
+    tweak(&mut p);
     run(seed, &p)
 }
 
@@ -100,6 +113,12 @@ pub fn run(seed: u64, p: &SimParams) -> Result<Outcome, String> {
         drive_clients(&mut c, true);
         c.tick();
         if let Some(v) = &c.inv.violation {
+            if c.verbose {
+                for l in c.out.iter().rev().take(400).rev() {
+                    eprintln!("{l}");
+                }
+                eprintln!("{}", status_line(&c));
+            }
             return Err(format!("safety violation at tick {}: {v}", c.now));
         }
     }
@@ -120,6 +139,10 @@ fn chaos(c: &mut Cluster, p: &SimParams, max_id: NodeId) {
         && let Some(id) = pick(c, &alive)
     {
         c.crash(id);
+        if c.rng.chance(1, 2) {
+            // A bounce: killed and restarted at once (messages to it are still in flight).
+            c.restart(id);
+        }
     }
     for id in c.ids() {
         if !c.nodes[&id].alive() && c.rng.chance(1, 40) {
@@ -257,7 +280,7 @@ fn drive_clients(c: &mut Cluster, new_ops: bool) {
     for ci in 0..c.clients.len() {
         let (idle, retry) = match &c.clients[ci].waiting {
             None => (true, false),
-            Some(w) => (false, w.failed || c.now - w.since > 40),
+            Some(w) => (false, w.failed || c.now - w.since > 80),
         };
         let go = (idle && new_ops && c.rng.chance(1, 3)) || retry;
         if !go {
@@ -304,6 +327,7 @@ fn liveness(c: &mut Cluster, p: &SimParams) -> Result<Outcome, String> {
                 return Err(format!("after liveness: {v}"));
             }
             return Ok(Outcome {
+                stats: c.stats.clone(),
                 acked: c.inv.acked().len(),
                 ticks: c.now,
             });

@@ -48,6 +48,9 @@ pub struct Invariants {
     pub violation: Option<String>,
     /// Term of every entry known committed, by index (index 0 unused).
     pub committed: Vec<Term>,
+    /// The term of the node that first saw each index committed: an upper bound of the
+    /// term in which it was committed (leader completeness applies to later terms).
+    pub committed_at: Vec<Term>,
     /// Per node: up to where its commits were recorded (reset on restart).
     recorded: BTreeMap<NodeId, LogIndex>,
     election: election_safety::ElectionSafety,
@@ -74,7 +77,7 @@ impl Invariants {
         self.committed.len().saturating_sub(1) as LogIndex
     }
 
-    pub fn acked(&self) -> &[(OpId, LogIndex, Term)] {
+    pub fn acked(&self) -> &[(OpId, LogIndex, Term, Term)] {
         &self.acks.acked
     }
 
@@ -99,9 +102,13 @@ impl Invariants {
             .filter_map(|n| n.raft.as_ref())
             .filter(|r| r.role() == d_engine::core::Role::Leader)
             .collect();
-        let r = self
-            .completeness
-            .check(raft, &leaders, &self.committed, grew.unwrap_or(0));
+        let r = self.completeness.check(
+            raft,
+            &leaders,
+            &self.committed,
+            &self.committed_at,
+            grew.unwrap_or(0),
+        );
         self.fail("leader completeness", r);
         let r = self.acks.check(raft);
         self.fail("no acknowledged proposal lost", r);
@@ -120,6 +127,7 @@ impl Invariants {
         let before = self.committed.len() as LogIndex;
         if self.committed.is_empty() {
             self.committed.push(0);
+            self.committed_at.push(0);
         }
         for i in from..=to {
             let Some(t) = raft.log().term(i) else {
@@ -133,14 +141,14 @@ impl Invariants {
                         self.committed[i as usize]
                     ));
                 }
-            } else if i as usize == self.committed.len() {
-                self.committed.push(t);
             } else {
                 // A gap (snapshot-installed prefix): unknown terms, filled as 0.
                 while (self.committed.len() as LogIndex) < i {
                     self.committed.push(0);
+                    self.committed_at.push(0);
                 }
                 self.committed.push(t);
+                self.committed_at.push(raft.term());
             }
         }
         self.recorded.insert(
@@ -168,8 +176,8 @@ impl Invariants {
         self.fail("at most once", res);
     }
 
-    pub fn on_ack(&mut self, op: OpId, index: LogIndex, term: Term) {
-        self.acks.acked.push((op, index, term));
+    pub fn on_ack(&mut self, op: OpId, index: LogIndex, term: Term, at: Term) {
+        self.acks.acked.push((op, index, term, at));
     }
 
     pub fn on_read_issue(&mut self, req: u64, node: NodeId, c: ReadConsistency, min: LogIndex) {

@@ -10,7 +10,8 @@ use crate::simlib::storage::OpId;
 
 #[derive(Default)]
 pub struct NoLostAck {
-    pub acked: Vec<(OpId, LogIndex, Term)>,
+    /// (operation, index, entry term, term of the node that acknowledged it).
+    pub acked: Vec<(OpId, LogIndex, Term, Term)>,
     checked_leaders: std::collections::BTreeSet<(NodeId, Term)>,
 }
 
@@ -19,8 +20,8 @@ impl NoLostAck {
         if raft.role() != Role::Leader || !self.checked_leaders.insert((raft.id(), raft.term())) {
             return Ok(());
         }
-        for &(op, i, t) in &self.acked {
-            if i <= raft.log().start_index() {
+        for &(op, i, t, at) in &self.acked {
+            if i <= raft.log().start_index() || at >= raft.term() {
                 continue;
             }
             if raft.log().term(i) != Some(t) {
@@ -41,7 +42,7 @@ impl NoLostAck {
     ) -> Result<(), String> {
         for id in members {
             let sm = &nodes[id].sm;
-            for &(op, i, _) in &self.acked {
+            for &(op, i, _, _) in &self.acked {
                 if !sm.seen.contains(&op) && sm.applied >= i {
                     return Err(format!("node {id} applied past {i} without write {op:?}"));
                 }
