@@ -4,9 +4,8 @@
 //! Checked per key by default; with a single partition the state is the
 //! whole map.
 
-use std::sync::Arc;
-
 use crate::history::Operation;
+use crate::model::kv_value::{KvText, KvValue};
 use crate::model::{Keyed, Model};
 use crate::value::Value;
 
@@ -14,31 +13,30 @@ use crate::value::Value;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KvModel;
 
-/// Values are shared strings: states are cloned on every step and the
-/// strings grow with appends, so a clone must not copy them.
+/// Arguments carry their hash (see [`KvValue`]), computed once here.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KvInput {
     Get { key: u32 },
-    Put { key: u32, value: Arc<str> },
-    Append { key: u32, value: Arc<str> },
+    Put { key: u32, value: KvText },
+    Append { key: u32, value: KvText },
     Delete { key: u32 },
-    Cas { key: u32, expected: Arc<str>, new: Arc<str> },
+    Cas { key: u32, expected: KvText, new: KvText },
 }
 
-fn text(v: &Value) -> Result<Arc<str>, String> {
+fn text(v: &Value) -> Result<KvText, String> {
     match v {
-        Value::Nil => Ok(Arc::from("")),
-        Value::Str(s) => Ok(Arc::from(s.as_str())),
-        Value::Int(i) => Ok(Arc::from(i.to_string())),
-        Value::Bool(b) => Ok(Arc::from(b.to_string())),
+        Value::Nil => Ok(KvText::new("")),
+        Value::Str(s) => Ok(KvText::new(s)),
+        Value::Int(i) => Ok(KvText::new(&i.to_string())),
+        Value::Bool(b) => Ok(KvText::new(&b.to_string())),
         other => Err(format!("expected a string value, found {other}")),
     }
 }
 
 impl Model for KvModel {
-    type State = Keyed<Arc<str>>;
+    type State = Keyed<KvValue>;
     type Input = KvInput;
-    type Output = Arc<str>;
+    type Output = KvText;
 
     fn name(&self) -> &'static str {
         "kv"
@@ -70,32 +68,28 @@ impl Model for KvModel {
         }
     }
 
-    fn decode_output(&self, _input: &KvInput, value: &Value) -> Result<Arc<str>, String> {
-        text(value)
+    fn decode_output(&self, input: &KvInput, value: &Value) -> Result<KvText, String> {
+        // Only a get's result means anything; writes echo their argument.
+        match input {
+            KvInput::Get { .. } => text(value),
+            _ => Ok(KvText::new("")),
+        }
     }
 
-    fn step(&self, state: &Self::State, input: &KvInput, output: Option<&Arc<str>>) -> Option<Self::State> {
-        let current = |key| state.get(key).map_or("", |s: &Arc<str>| s);
+    fn step(&self, state: &Self::State, input: &KvInput, output: Option<&KvText>) -> Option<Self::State> {
+        let empty = KvValue::default();
+        let current = |key| state.get(key).unwrap_or(&empty);
         match input {
             KvInput::Get { key } => match output {
-                Some(read) if **read != *current(*key) => None,
+                Some(read) if !current(*key).equals_text(read) => None,
                 _ => Some(state.clone()),
             },
-            KvInput::Put { key, value } => Some(state.with(*key, value.clone())),
-            KvInput::Append { key, value } => {
-                if value.is_empty() {
-                    return Some(state.clone());
-                }
-                let old = current(*key);
-                let mut s = String::with_capacity(old.len() + value.len());
-                s.push_str(old);
-                s.push_str(value);
-                Some(state.with(*key, Arc::from(s)))
-            }
-            KvInput::Delete { key } => Some(state.with(*key, Arc::from(""))),
+            KvInput::Put { key, value } => Some(state.with(*key, KvValue::of(value))),
+            KvInput::Append { key, value } => Some(state.with(*key, current(*key).append(value))),
+            KvInput::Delete { key } => Some(state.with(*key, KvValue::default())),
             KvInput::Cas { key, expected, new } => {
-                if *current(*key) == **expected {
-                    Some(state.with(*key, new.clone()))
+                if current(*key).equals_text(expected) {
+                    Some(state.with(*key, KvValue::of(new)))
                 } else if output.is_none() {
                     Some(state.clone())
                 } else {
@@ -114,15 +108,22 @@ impl Model for KvModel {
 mod tests {
     use super::*;
 
+    fn t(s: &str) -> KvText {
+        KvText::new(s)
+    }
+
     #[test]
     fn append_then_get() {
         let m = KvModel;
         let s = m.init();
-        let s = m.step(&s, &KvInput::Append { key: 1, value: "ab".into() }, None).unwrap();
-        let s = m.step(&s, &KvInput::Append { key: 1, value: "c".into() }, None).unwrap();
-        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&"abc".into())).is_some());
-        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&"ab".into())).is_none());
-        assert!(m.step(&s, &KvInput::Get { key: 2 }, Some(&"".into())).is_some());
+        let s = m.step(&s, &KvInput::Append { key: 1, value: t("ab") }, None).unwrap();
+        let s = m.step(&s, &KvInput::Append { key: 1, value: t("c") }, None).unwrap();
+        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&t("abc"))).is_some());
+        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&t("ab"))).is_none());
+        assert!(m.step(&s, &KvInput::Get { key: 2 }, Some(&t(""))).is_some());
+        let cas = KvInput::Cas { key: 1, expected: t("abc"), new: t("z") };
+        let z = m.step(&s, &cas, Some(&t(""))).unwrap();
+        assert!(m.step(&z, &cas, Some(&t(""))).is_none());
         let s = m.step(&s, &KvInput::Delete { key: 1 }, None).unwrap();
         assert_eq!(s, m.init());
     }

@@ -7,10 +7,12 @@
 
 mod keyed;
 mod kv;
+mod kv_value;
 mod register;
 
 pub use keyed::Keyed;
 pub use kv::{KvInput, KvModel};
+pub use kv_value::{KvText, KvValue};
 pub use register::{RegisterInput, RegisterModel};
 
 use std::hash::Hash;
