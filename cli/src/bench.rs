@@ -1,0 +1,302 @@
+//! `dengine bench`: drive one target with a workload, or `dengine bench compare` to
+//! drive several in alternating rounds. The load generator lives in `d_engine_bench`;
+//! this module only turns flags into its settings and prints where the results are.
+//!
+//! Exit code: 0 when every target ran to the end, 1 when a target failed or ended early
+//! (its partial results are written all the same); setup errors are `Err`.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use d_engine_bench::progress::ProgressMode;
+use d_engine_bench::{
+    CompareSpec, Consistency, Distribution, Load, RunOptions, RunSpec, StopAt, TargetSpec,
+    WorkloadKind, WorkloadSpec,
+};
+
+/// Measure throughput and latency of d-engine, etcd, or the generator itself (noop).
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// The system to drive: etcd, dengine, or noop (in-process; the generator's ceiling).
+    #[arg(long, default_value = "noop", value_parser = ["etcd", "dengine", "noop"])]
+    pub target: String,
+    /// The target's client endpoints, host:port, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Run the same workload against several targets, interleaved, with a comparison table.
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Targets to compare, comma-separated (ratios are first / others).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = ["etcd", "dengine", "noop"])]
+    pub targets: Vec<String>,
+    /// The duration (or op count) per target is split into this many rounds; targets
+    /// take turns each round.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Settings shared by a single run and a compare.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// etcd endpoints (for compare, or instead of --endpoints).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// d-engine endpoints (for compare, or instead of --endpoints).
+    #[arg(long, value_delimiter = ',')]
+    pub dengine_endpoints: Vec<String>,
+    /// Start a local cluster of N nodes per target (local:N) instead of given endpoints.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// write, read, mixed or cas.
+    #[arg(long, default_value = "write", value_parser = ["write", "read", "mixed", "cas"])]
+    pub workload: String,
+    /// Fraction of reads in a mixed workload.
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+    /// Read consistency: linearizable, lease (d-engine only) or serializable.
+    #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "lease", "serializable"])]
+    pub consistency: String,
+    /// Concurrent clients (closed loop), or the in-flight cap with --rate.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Open loop at this many ops/s in total (latency counted from the intended send time).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured duration per target (e.g. 30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many measured operations instead of after --duration.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Warm-up before measuring (per round in a compare); excluded from the results.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Key distribution: uniform, zipfian or sequential.
+    #[arg(long, default_value = "uniform", value_parser = ["uniform", "zipfian", "sequential"])]
+    pub distribution: String,
+    /// Exponent of the zipfian distribution.
+    #[arg(long, default_value_t = 0.99)]
+    pub zipf_exponent: f64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Run directory (default: bench-runs/<unix time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Deadline of one call.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub op_timeout: Duration,
+    /// End the run with an error when no call succeeded for this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub abort_after: Duration,
+    /// Directory on the nodes' data disk for the fdatasync floor (default: the run directory).
+    #[arg(long)]
+    pub floors_dir: Option<PathBuf>,
+    /// Skip the latency floors (fdatasync loop and gRPC ping).
+    #[arg(long)]
+    pub no_floors: bool,
+    /// Progress: auto (a bar on a terminal), plain, or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "quiet"])]
+    pub progress: String,
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn run_spec(a: &RunArgs) -> anyhow::Result<RunSpec> {
+    let kind = match a.workload.as_str() {
+        "write" => WorkloadKind::Write,
+        "read" => WorkloadKind::Read,
+        "mixed" => WorkloadKind::Mixed,
+        _ => WorkloadKind::Cas,
+    };
+    let consistency = match a.consistency.as_str() {
+        "linearizable" => Consistency::Linearizable,
+        "lease" => Consistency::Lease,
+        _ => Consistency::Serializable,
+    };
+    let distribution = match a.distribution.as_str() {
+        "uniform" => Distribution::Uniform,
+        "zipfian" => Distribution::Zipfian {
+            exponent: a.zipf_exponent,
+        },
+        _ => Distribution::Sequential,
+    };
+    let load = match a.rate {
+        Some(rate) => Load::Open {
+            rate,
+            max_in_flight: a.clients,
+        },
+        None => Load::Closed { clients: a.clients },
+    };
+    let spec = RunSpec {
+        workload: WorkloadSpec {
+            kind,
+            read_ratio: a.read_ratio,
+            consistency,
+            keys: a.keys,
+            distribution,
+            value_size: a.value_size,
+        },
+        load,
+        stop: a.ops.map_or(StopAt::Duration(a.duration), StopAt::Ops),
+        warmup: a.warmup,
+        op_timeout: a.op_timeout,
+        abort_after: a.abort_after,
+        seed: a.seed,
+        ..RunSpec::default()
+    };
+    spec.validate().map_err(anyhow::Error::msg)?;
+    Ok(spec)
+}
+
+fn options(a: &RunArgs, out: &std::path::Path) -> anyhow::Result<RunOptions> {
+    let mut o = RunOptions::new(run_spec(a)?);
+    o.progress = match a.progress.as_str() {
+        "plain" => ProgressMode::Plain,
+        "quiet" => ProgressMode::Quiet,
+        _ => ProgressMode::Auto,
+    };
+    if !a.no_floors {
+        o.floors_dir = Some(a.floors_dir.clone().unwrap_or_else(|| out.to_path_buf()));
+    }
+    Ok(o)
+}
+
+fn target_spec(name: &str, endpoints: &[String], a: &RunArgs) -> anyhow::Result<TargetSpec> {
+    if a.cluster.is_some() {
+        bail!(
+            "--cluster local:N is not available yet (it needs the local cluster launcher); \
+             start the nodes yourself and pass --endpoints"
+        );
+    }
+    let pick = |own: &[String]| -> Vec<String> {
+        if endpoints.is_empty() {
+            own.to_vec()
+        } else {
+            endpoints.to_vec()
+        }
+    };
+    let spec = match name {
+        "noop" => TargetSpec::Noop,
+        "etcd" => TargetSpec::Etcd {
+            endpoints: pick(&a.etcd_endpoints),
+        },
+        _ => TargetSpec::Dengine {
+            endpoints: pick(&a.dengine_endpoints),
+        },
+    };
+    if name != "noop" && spec.endpoints().is_empty() {
+        bail!("target {name} needs endpoints (--endpoints or --{name}-endpoints)");
+    }
+    if name == "etcd" && a.consistency == "lease" {
+        bail!("etcd has no lease reads: use --consistency linearizable or serializable");
+    }
+    Ok(spec)
+}
+
+fn default_out() -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from("bench-runs").join(secs.to_string())
+}
+
+/// Runs `dengine bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: BenchArgs) -> anyhow::Result<u8> {
+    match args.command {
+        Some(BenchCommand::Compare(c)) => {
+            let out = c.run.out.clone().unwrap_or_else(default_out);
+            let targets = c
+                .targets
+                .iter()
+                .map(|t| target_spec(t, &[], &c.run))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = CompareSpec {
+                targets,
+                options: options(&c.run, &out)?,
+                rounds: c.rounds,
+            };
+            let (outcomes, table) = d_engine_bench::compare(&spec, &out).await?;
+            println!("{table}");
+            println!("results: {}", out.display());
+            Ok(report_errors(outcomes.iter().filter_map(|o| o.error())))
+        }
+        None => {
+            let out = args.run.out.clone().unwrap_or_else(default_out);
+            let target = target_spec(&args.target, &args.endpoints, &args.run)?;
+            let opts = options(&args.run, &out)?;
+            let outcome = d_engine_bench::run_to_dir(&target, &opts, &out).await?;
+            let s = &outcome.summary;
+            println!(
+                "{}: {} ops/s, p50 {} us, p99 {} us, p999 {} us, max {} us, {} errors",
+                s.target,
+                s.ops_per_sec,
+                s.latency_us.p50,
+                s.latency_us.p99,
+                s.latency_us.p999,
+                s.latency_us.max,
+                s.errors.total
+            );
+            println!("results: {}", out.display());
+            Ok(report_errors(outcome.error()))
+        }
+    }
+}
+
+fn report_errors<'a>(errors: impl IntoIterator<Item = &'a str>) -> u8 {
+    let mut code = 0;
+    for e in errors {
+        eprintln!("error: {e} (partial results were written)");
+        code = 1;
+    }
+    code
+}
