@@ -436,3 +436,48 @@ fn leftover_temporary_files_are_ignored() {
     assert!(!dir.path().join("meta.tmp").exists());
     assert!(!dir.path().join("prealloc-9.spare").exists());
 }
+
+#[test]
+fn activated_segment_whose_header_never_reached_disk_is_dropped() {
+    // Regression: a headerless last segment must not make the one before it look purged.
+    let dir = make_log("headerless", 700);
+    let segs = segments(dir.path());
+    let last = segs.last().unwrap();
+    let seq = u64::from_str_radix(last.file_stem().unwrap().to_str().unwrap(), 16).unwrap();
+    let bogus = dir.path().join(format!("{:016x}.seg", seq + 1));
+    fs::write(&bogus, vec![0u8; crash_options().segment_bytes as usize]).unwrap();
+    let e = reopen(&dir).unwrap();
+    assert_prefix(&e, 700);
+    assert!(!bogus.exists());
+    e.append(vec![crash_entry(701)], None).wait().unwrap();
+    drop(e);
+    assert_prefix(&reopen(&dir).unwrap(), 701);
+}
+
+#[test]
+fn leftover_full_size_spare_is_reused() {
+    let dir = make_log("spare-reuse", 100);
+    let spares = || {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".spare")
+            })
+            .count()
+    };
+    // The writer left its finished spare behind for the next open.
+    assert_eq!(spares(), 1);
+    let e = reopen(&dir).unwrap();
+    for chunk in (101..=1500).collect::<Vec<_>>().chunks(50) {
+        e.append(chunk.iter().map(|i| crash_entry(*i)).collect(), None)
+            .wait()
+            .unwrap();
+    }
+    drop(e);
+    assert_eq!(spares(), 1);
+    assert_prefix(&reopen(&dir).unwrap(), 1500);
+}

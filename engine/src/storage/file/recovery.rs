@@ -190,14 +190,24 @@ fn drop_dead_segments(
     scanned: Vec<Scanned>,
     snap: &SnapshotMeta,
 ) -> Result<Vec<Scanned>> {
-    let bases: Vec<LogIndex> = scanned.iter().map(|s| s.base).collect();
-    let mut kept = Vec::with_capacity(scanned.len());
     let mut removed = false;
-    for (i, s) in scanned.into_iter().enumerate() {
+    let mut live = Vec::with_capacity(scanned.len());
+    for s in scanned {
+        if s.missing_header {
+            io::remove_file(&s.path)?;
+            removed = true;
+        } else {
+            live.push(s);
+        }
+    }
+    // Only segments with a header have a base index to compare with.
+    let bases: Vec<LogIndex> = live.iter().map(|s| s.base).collect();
+    let mut kept = Vec::with_capacity(live.len());
+    for (i, s) in live.into_iter().enumerate() {
         let purged = bases
             .get(i + 1)
             .is_some_and(|next| *next <= snap.last_index + 1);
-        if s.missing_header || purged {
+        if purged {
             io::remove_file(&s.path)?;
             removed = true;
         } else {
