@@ -6,8 +6,10 @@
 //!    unknown outcome (they constrain nothing).
 //! 3. Split by the model's partition (P-compositionality: a history is
 //!    linearizable iff each independent part is), biggest part first.
-//! 4. Search each part on a bounded pool of threads; stop early when one
-//!    part is not linearizable, or when the deadline or cancel token fires.
+//! 4. Search the parts on a bounded pool of threads, in time slices that
+//!    double each round, so a part that is quickly refuted is found even
+//!    while harder parts are still open (with early stop, the verdict does
+//!    not wait for those). Stop when the deadline or cancel token fires.
 
 pub mod hash;
 mod search;
@@ -18,8 +20,9 @@ mod stop;
 pub use stop::{CancelToken, StopReason};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,7 +30,7 @@ use serde::Serialize;
 use crate::error::HistoryError;
 use crate::history::{Operation, Status};
 use crate::model::Model;
-use search::{SearchOp, SearchOutcome, SearchVerdict, search};
+use search::{Search, SearchOp, SearchOutcome, SearchVerdict};
 use stop::Stop;
 
 /// Knobs of one check.
@@ -145,34 +148,34 @@ pub fn check<M: Model>(model: &M, ops: &[Operation], options: &CheckOptions) -> 
     .min(groups.len())
     .max(1);
     let illegal_found = AtomicBool::new(false);
+    let memory_used = AtomicUsize::new(0);
     let stop = Stop {
         deadline,
         cancel: options.cancel.as_ref(),
         illegal_found: options.stop_on_first_illegal.then_some(&illegal_found),
-        memory_limit_bytes: options.memory_limit_bytes / threads,
+        memory_used: &memory_used,
+        memory_limit_bytes: options.memory_limit_bytes,
     };
-    let run_one = |group: &[usize]| -> SearchOutcome {
-        let search_ops: Vec<SearchOp<'_, M>> = group
-            .iter()
-            .map(|&d| {
-                let d = &decoded[d];
-                let op = &ops[d.op];
-                SearchOp {
-                    id: d.op,
-                    call: op.call,
-                    ret: op.effective_return(),
-                    input: &d.input,
-                    output: d.output.as_ref(),
-                }
-            })
-            .collect();
-        let outcome = search(model, &search_ops, &stop);
-        if outcome.verdict == SearchVerdict::Illegal {
-            illegal_found.store(true, Ordering::Relaxed);
-        }
-        outcome
-    };
-    let outcomes = run_pool(&groups, threads, run_one);
+    let group_ops: Vec<Vec<SearchOp<'_, M>>> = groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|&d| {
+                    let d = &decoded[d];
+                    let op = &ops[d.op];
+                    SearchOp {
+                        id: d.op,
+                        call: op.call,
+                        ret: op.effective_return(),
+                        input: &d.input,
+                        output: d.output.as_ref(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let outcomes = run_pool(model, &group_ops, threads, &stop, &illegal_found);
 
     let partitions: Vec<PartitionResult> = groups
         .iter()
@@ -247,32 +250,95 @@ fn decode_and_partition<M: Model>(
     Ok((decoded, groups))
 }
 
-/// Runs `work` on every group with at most `threads` scoped threads pulling
-/// from a shared counter; results come back in group order.
-fn run_pool<F>(groups: &[Vec<usize>], threads: usize, work: F) -> Vec<SearchOutcome>
-where
-    F: Fn(&[usize]) -> SearchOutcome + Sync,
-{
-    if threads <= 1 {
-        return groups.iter().map(|g| work(g)).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<SearchOutcome>>> = Mutex::new((0..groups.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(group) = groups.get(i) else { break };
-                    let outcome = work(group);
-                    results.lock().expect("a checker worker panicked")[i] = Some(outcome);
-                }
-            });
-        }
+/// Steps of a partition's first time slice; each later slice is twice as
+/// long, up to `SLICE_MAX`.
+const SLICE_FIRST: u64 = 1 << 12;
+const SLICE_MAX: u64 = 1 << 22;
+
+/// A partition waiting for (more) time. Its search is built on first run so
+/// partitions not reached yet cost no memory.
+struct Task<'a, 'm, M: Model> {
+    group: usize,
+    search: Option<Search<'a, 'm, M>>,
+    budget: u64,
+}
+
+struct Queue<T> {
+    tasks: VecDeque<T>,
+    /// Tasks taken by a worker and not yet finished or put back; while any
+    /// are out, an idle worker waits instead of leaving.
+    in_flight: usize,
+}
+
+/// Searches every group with at most `threads` threads (the caller's thread
+/// alone if 1), round-robin in growing slices. Results in group order.
+fn run_pool<'a, M: Model>(
+    model: &M,
+    groups: &'a [Vec<SearchOp<'a, M>>],
+    threads: usize,
+    stop: &Stop<'_>,
+    illegal_found: &AtomicBool,
+) -> Vec<SearchOutcome> {
+    let queue = Mutex::new(Queue {
+        tasks: (0..groups.len()).map(|group| Task { group, search: None, budget: SLICE_FIRST }).collect(),
+        in_flight: 0,
     });
+    let wake = Condvar::new();
+    let results: Mutex<Vec<Option<SearchOutcome>>> = Mutex::new((0..groups.len()).map(|_| None).collect());
+    let worker = || {
+        loop {
+            let task = {
+                let mut q = queue.lock().expect("checker queue poisoned");
+                loop {
+                    if let Some(t) = q.tasks.pop_front() {
+                        q.in_flight += 1;
+                        break Some(t);
+                    }
+                    if q.in_flight == 0 {
+                        break None;
+                    }
+                    q = wake.wait(q).expect("checker queue poisoned");
+                }
+            };
+            let Some(mut task) = task else {
+                wake.notify_all();
+                return;
+            };
+            let search = task.search.get_or_insert_with(|| Search::new(model, &groups[task.group]));
+            let outcome = search.run(task.budget, stop);
+            let mut q = queue.lock().expect("checker queue poisoned");
+            q.in_flight -= 1;
+            match outcome {
+                Some(outcome) => {
+                    if outcome.verdict == SearchVerdict::Illegal {
+                        illegal_found.store(true, Ordering::Relaxed);
+                    }
+                    let group = task.group;
+                    // Free the search's tables outside the results lock.
+                    drop(task);
+                    results.lock().expect("checker results poisoned")[group] = Some(outcome);
+                }
+                None => {
+                    task.budget = (task.budget * 2).min(SLICE_MAX);
+                    q.tasks.push_back(task);
+                }
+            }
+            drop(q);
+            wake.notify_all();
+        }
+    };
+    if threads <= 1 {
+        worker();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(worker);
+            }
+        });
+    }
     results
         .into_inner()
-        .expect("a checker worker panicked")
+        .expect("checker results poisoned")
         .into_iter()
         .map(|r| r.expect("every group is checked"))
         .collect()

@@ -131,86 +131,138 @@ impl Entries {
     }
 }
 
-/// Checks one partition.
-pub fn search<M: Model>(model: &M, ops: &[SearchOp<'_, M>], stop: &Stop<'_>) -> SearchOutcome {
-    let mut entries = Entries::build(ops);
-    let words = ops.len().div_ceil(64).max(1);
-    let mut bits = vec![0u64; words];
-    let mut bits_hash = 0u64;
-    let op_hash: Vec<u64> = (0..ops.len() as u64).map(mix64).collect();
-    let mut seen = SeenSet::new(words);
-    let mut states = StateTable::new(model);
-    let mut state = StateTable::<M>::INIT;
-    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(ops.len());
-    let mut remaining = ops.iter().filter(|o| o.ret.is_some()).count();
-    let mut best = Best::default();
-    let mut explored = 0u64;
-    let mut turns = 0u32;
-    let mut node = entries.next[HEAD] as usize;
+/// The search over one partition, resumable: [`Search::run`] works for a
+/// bounded number of steps, so a pool can interleave partitions and find a
+/// quickly refutable one without first finishing a hard one.
+pub struct Search<'a, 'm, M: Model> {
+    ops: &'a [SearchOp<'a, M>],
+    entries: Entries,
+    bits: Vec<u64>,
+    /// XOR of `op_hash` over the linearized ops: the set's hash, kept up to
+    /// date in O(1) per push and pop.
+    bits_hash: u64,
+    op_hash: Vec<u64>,
+    seen: SeenSet,
+    states: StateTable<'m, M>,
+    state: u32,
+    /// Linearized calls with the state before each.
+    stack: Vec<(u32, u32)>,
+    /// Return entries still in the list.
+    remaining: usize,
+    best: Best,
+    explored: u64,
+    node: usize,
+    /// Table bytes last added to the shared memory count.
+    reported_bytes: usize,
+}
 
-    let verdict = loop {
-        if remaining == 0 {
-            break SearchVerdict::Linearizable;
+impl<'a, 'm, M: Model> Search<'a, 'm, M> {
+    pub fn new(model: &'m M, ops: &'a [SearchOp<'a, M>]) -> Self {
+        let entries = Entries::build(ops);
+        let words = ops.len().div_ceil(64).max(1);
+        let node = entries.next[HEAD] as usize;
+        Search {
+            ops,
+            entries,
+            bits: vec![0u64; words],
+            bits_hash: 0,
+            op_hash: (0..ops.len() as u64).map(mix64).collect(),
+            seen: SeenSet::new(words),
+            states: StateTable::new(model),
+            state: StateTable::<M>::INIT,
+            stack: Vec::with_capacity(ops.len()),
+            remaining: ops.iter().filter(|o| o.ret.is_some()).count(),
+            best: Best::default(),
+            explored: 0,
+            node,
+            reported_bytes: 0,
         }
-        turns += 1;
-        if turns == STOP_CHECK_INTERVAL {
-            turns = 0;
-            if let Some(reason) = stop.check(seen.bytes() + states.bytes()) {
-                break SearchVerdict::Unknown(reason);
+    }
+
+    /// Searches for at most about `budget` steps. `None`: not finished yet.
+    pub fn run(&mut self, budget: u64, stop: &Stop<'_>) -> Option<SearchOutcome> {
+        let mut left = budget;
+        let verdict = loop {
+            if self.remaining == 0 {
+                break SearchVerdict::Linearizable;
             }
-        }
-        let partner = entries.partner[node];
-        if partner != RETURN {
-            let op = entries.op[node] as usize;
-            let o = &ops[op];
-            if let Some(next_state) = states.step(state, op as u32, o.input, o.output) {
-                let (w, b) = (op / 64, 1u64 << (op % 64));
-                bits[w] |= b;
-                let hash = bits_hash ^ op_hash[op];
-                let key_hash = hash ^ mix64(u64::from(next_state));
-                if seen.insert(key_hash, &bits, next_state) {
-                    explored += 1;
-                    stack.push((node as u32, state));
-                    state = next_state;
-                    bits_hash = hash;
-                    entries.lift(node);
-                    if partner != 0 {
-                        remaining -= 1;
-                    }
-                    node = entries.next[HEAD] as usize;
-                    continue;
+            if left % u64::from(STOP_CHECK_INTERVAL) == 0 {
+                let bytes = self.seen.bytes() + self.states.bytes();
+                let reason = stop.check(self.reported_bytes, bytes);
+                self.reported_bytes = bytes;
+                if let Some(reason) = reason {
+                    break SearchVerdict::Unknown(reason);
                 }
-                bits[w] &= !b;
+                if left == 0 {
+                    return None;
+                }
             }
-            node = entries.next[node] as usize;
+            left -= 1;
+            if let Some(verdict) = self.turn() {
+                break verdict;
+            }
+        };
+        stop.release(self.reported_bytes);
+        self.reported_bytes = 0;
+        let ids = |ops: &[u32]| ops.iter().map(|&op| self.ops[op as usize].id).collect();
+        let (longest, unplaceable) = if verdict == SearchVerdict::Illegal {
+            (ids(&self.best.ops), ids(&self.best.stuck))
         } else {
-            if stack.len() > best.len {
-                best.record(&stack, &entries, ops, &mut states, state, node);
+            (Vec::new(), Vec::new())
+        };
+        Some(SearchOutcome { verdict, longest, unplaceable, explored: self.explored })
+    }
+
+    /// One step at the current list entry; `Some` when the search is over.
+    #[inline]
+    fn turn(&mut self) -> Option<SearchVerdict> {
+        let node = self.node;
+        let partner = self.entries.partner[node];
+        if partner != RETURN {
+            let op = self.entries.op[node] as usize;
+            let o = &self.ops[op];
+            if let Some(next_state) = self.states.step(self.state, op as u32, o.input, o.output) {
+                let (w, b) = (op / 64, 1u64 << (op % 64));
+                self.bits[w] |= b;
+                let hash = self.bits_hash ^ self.op_hash[op];
+                let key_hash = hash ^ mix64(u64::from(next_state));
+                if self.seen.insert(key_hash, &self.bits, next_state) {
+                    self.explored += 1;
+                    self.stack.push((node as u32, self.state));
+                    self.state = next_state;
+                    self.bits_hash = hash;
+                    self.entries.lift(node);
+                    if partner != 0 {
+                        self.remaining -= 1;
+                    }
+                    self.node = self.entries.next[HEAD] as usize;
+                    return None;
+                }
+                self.bits[w] &= !b;
             }
-            let Some((call, prev_state)) = stack.pop() else {
-                break SearchVerdict::Illegal;
+            self.node = self.entries.next[node] as usize;
+        } else {
+            // A return: its op must be linearized before anything later, and
+            // every candidate before it failed, so undo the last choice.
+            if self.stack.len() > self.best.len {
+                self.best.record(&self.stack, &self.entries, self.ops, &mut self.states, self.state, node);
+            }
+            let Some((call, prev_state)) = self.stack.pop() else {
+                return Some(SearchVerdict::Illegal);
             };
             let call = call as usize;
-            let op = entries.op[call] as usize;
-            bits[op / 64] &= !(1u64 << (op % 64));
-            bits_hash ^= op_hash[op];
-            state = prev_state;
-            entries.unlift(call);
-            if entries.partner[call] != 0 {
-                remaining += 1;
+            let op = self.entries.op[call] as usize;
+            self.bits[op / 64] &= !(1u64 << (op % 64));
+            self.bits_hash ^= self.op_hash[op];
+            self.state = prev_state;
+            self.entries.unlift(call);
+            if self.entries.partner[call] != 0 {
+                self.remaining += 1;
             }
-            node = entries.next[call] as usize;
+            self.node = self.entries.next[call] as usize;
         }
-    };
-
-    let (longest, unplaceable) = if verdict == SearchVerdict::Illegal {
-        let longest = best.ops.iter().map(|&op| ops[op as usize].id).collect();
-        let unplaceable = best.stuck.iter().map(|&op| ops[op as usize].id).collect();
-        (longest, unplaceable)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    SearchOutcome { verdict, longest, unplaceable, explored }
+        None
+    }
 }
 
 /// The deepest point the search reached, for the report.

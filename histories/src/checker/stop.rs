@@ -3,7 +3,7 @@
 //! Illegal, so a slow check can not turn into a false alarm.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -55,24 +55,37 @@ pub struct Stop<'a> {
     /// Set by the first worker that finds a violation, if the check stops
     /// early.
     pub illegal_found: Option<&'a AtomicBool>,
+    /// Bytes held by the tables of all searches, live or suspended.
+    pub memory_used: &'a AtomicUsize,
     pub memory_limit_bytes: usize,
 }
 
 impl Stop<'_> {
-    /// Whether to stop now; `used_bytes` is the caller's table size.
-    pub fn check(&self, used_bytes: usize) -> Option<StopReason> {
+    /// Whether to stop now. A search reports its table size `bytes` (it last
+    /// reported `before`), so the limit covers all partitions together.
+    pub fn check(&self, before: usize, bytes: usize) -> Option<StopReason> {
+        let total = if bytes >= before {
+            self.memory_used.fetch_add(bytes - before, Ordering::Relaxed) + (bytes - before)
+        } else {
+            self.memory_used.fetch_sub(before - bytes, Ordering::Relaxed) - (before - bytes)
+        };
         if self.illegal_found.is_some_and(|f| f.load(Ordering::Relaxed)) {
             return Some(StopReason::OtherPartitionIllegal);
         }
         if self.cancel.is_some_and(CancelToken::is_cancelled) {
             return Some(StopReason::Cancelled);
         }
-        if used_bytes > self.memory_limit_bytes {
+        if total > self.memory_limit_bytes {
             return Some(StopReason::MemoryLimit);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Some(StopReason::Deadline);
         }
         None
+    }
+
+    /// A finished search gives its bytes back.
+    pub fn release(&self, bytes: usize) {
+        self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
