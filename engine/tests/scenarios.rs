@@ -211,7 +211,7 @@ impl Runner {
             c.now += 1;
             for &id in &targets {
                 let slow = c.nodes[&id].slow;
-                if !slow || c.now % simlib::cluster::SLOW_CLOCK_FACTOR == 0 {
+                if !slow || c.now.is_multiple_of(simlib::cluster::SLOW_CLOCK_FACTOR) {
                     c.step(id, Event::Tick);
                 }
             }

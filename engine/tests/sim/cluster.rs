@@ -317,13 +317,13 @@ impl Cluster {
         let expected = node.sm.applied + 1;
         let r = node.sm.apply(e);
         self.inv.on_apply(id, e, expected, &r);
-        if self.verbose {
-            if let d_engine::core::EntryPayload::Config(m) = &e.payload {
-                self.out.push(format!(
-                    "  {id}: apply {}/{} config voters={:?} outgoing={:?} learners={:?}",
-                    e.index, e.term, m.voters, m.voters_outgoing, m.learners
-                ));
-            }
+        if self.verbose
+            && let d_engine::core::EntryPayload::Config(m) = &e.payload
+        {
+            self.out.push(format!(
+                "  {id}: apply {}/{} config voters={:?} outgoing={:?} learners={:?}",
+                e.index, e.term, m.voters, m.voters_outgoing, m.learners
+            ));
         }
         let Some(op) = r.op else {
             self.check_dropped(id, e);
@@ -526,7 +526,7 @@ impl Cluster {
         self.now += 1;
         for id in self.alive_ids() {
             let slow = self.nodes[&id].slow;
-            if !slow || self.now % SLOW_CLOCK_FACTOR == 0 {
+            if !slow || self.now.is_multiple_of(SLOW_CLOCK_FACTOR) {
                 self.step(id, Event::Tick);
             }
         }
