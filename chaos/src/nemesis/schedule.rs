@@ -26,8 +26,8 @@ impl Timing {
             }
         } else {
             Timing {
-                gap_ms: (1000, 4000),
-                fault_ms: (2000, 8000),
+                gap_ms: (1000, 3000),
+                fault_ms: (2000, 6000),
             }
         }
     }
