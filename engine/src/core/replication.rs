@@ -118,6 +118,18 @@ impl Raft {
             self.send_appends(from);
             return;
         }
+        // The follower's log ends before what it once acknowledged: it lost its data
+        // (a wiped data directory, a replaced disk). Start over from what it holds,
+        // which may mean sending it a snapshot. A reordered old reject can land here
+        // too; lowering `match_index` then only makes the leader more conservative.
+        if r.conflict_term.is_none() && r.conflict_index <= pr.match_index {
+            pr.match_index = r.conflict_index.saturating_sub(1);
+            pr.match_at_heartbeat = pr.match_index;
+            pr.next_index = r.conflict_index.max(1);
+            pr.become_probe();
+            self.send_append(from, true);
+            return;
+        }
         let stale = match pr.state {
             ProgressState::Replicate => r.reject_index <= pr.match_index,
             ProgressState::Probe => r.reject_index + 1 != pr.next_index,

@@ -17,7 +17,7 @@ use d_engine_proto::v1::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::address_book::AddressBook;
 use super::channel::peer_channel;

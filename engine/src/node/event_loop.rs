@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::apply::{Applied, ApplyJob};
 use super::persist::PersistQueue;
@@ -219,7 +219,10 @@ impl EventLoop {
 
     fn on_peer(&mut self, p: PeerInbound) {
         match p {
-            PeerInbound::Message { from, msg } => self.raft.step(Event::Message { from, msg }),
+            PeerInbound::Message { from, msg } => {
+                trace!(from, msg = %msg, "received");
+                self.raft.step(Event::Message { from, msg })
+            }
             PeerInbound::VoteRequest { from, msg, reply } => {
                 self.vote_waiters.insert(from, reply);
                 self.raft.step(Event::Message { from, msg });
@@ -422,6 +425,7 @@ impl EventLoop {
     /// Sends a message of the core: replies go back on the call or stream they answer,
     /// requests through the outbound link to the peer.
     pub(crate) fn route(&mut self, to: NodeId, msg: Message) {
+        trace!(to, msg = %msg, "sending");
         match &msg.body {
             Body::VoteResp { .. } | Body::PreVoteResp { .. } => {
                 if let Some(w) = self.vote_waiters.remove(&to) {
@@ -429,11 +433,21 @@ impl EventLoop {
                 }
             }
             Body::AppendResp(_) | Body::HeartbeatResp { .. } => {
-                if let Some(s) = self.stream_replies.get(&to)
-                    && let Err(e) = s.try_send(msg)
-                    && matches!(e, mpsc::error::TrySendError::Closed(_))
-                {
-                    self.stream_replies.remove(&to);
+                match self.stream_replies.get(&to) {
+                    Some(s) => {
+                        if let Err(e) = s.try_send(msg)
+                            && matches!(e, mpsc::error::TrySendError::Closed(_))
+                        {
+                            debug!(
+                                to,
+                                "replication stream from the leader is gone; reply dropped"
+                            );
+                            self.stream_replies.remove(&to);
+                        }
+                    }
+                    None => {
+                        debug!(to, msg = %msg, "no replication stream to answer on; reply dropped")
+                    }
                 }
             }
             _ => self.peers.send(to, msg),
@@ -504,7 +518,15 @@ impl EventLoop {
                     // Storage keeps the log after the snapshot point only if it matches
                     // (same rule the core applied to decide `keep_suffix`).
                     match self.snapshot_inbox.remove(&from) {
-                        Some(data) => self.send_apply(ApplyJob::Install { meta, data }),
+                        Some(data) => {
+                            info!(
+                                from,
+                                index = meta.last_index,
+                                term = meta.last_term,
+                                "installing snapshot"
+                            );
+                            self.send_apply(ApplyJob::Install { meta, data })
+                        }
                         None => warn!(from, "asked to install a snapshot whose data is gone"),
                     }
                 }

@@ -1,0 +1,216 @@
+//! A cluster of real `dengine serve` processes on 127.0.0.1 for tests: each node with
+//! its own config file, data directory and log; every process is killed when the
+//! cluster is dropped, so a failing test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use d_engine::client::{Client, ClientConfig};
+
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("dengine-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("test data left in {} for inspection", self.0.display());
+        }
+    }
+}
+
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct ProcCluster {
+    pub dir: TestDir,
+    pub nodes: Vec<NodeProc>,
+    /// Extra `[section] key = value` lines for every node's config.
+    pub extra: String,
+}
+
+impl ProcCluster {
+    /// Writes configs for `n` voters and starts them.
+    pub fn start(name: &str, n: usize, extra: &str) -> ProcCluster {
+        let dir = TestDir::new(name);
+        let ports = free_ports(n);
+        let mut c = ProcCluster {
+            dir,
+            nodes: Vec::new(),
+            extra: extra.to_string(),
+        };
+        let members: Vec<(u64, String, bool)> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, format!("127.0.0.1:{p}"), false))
+            .collect();
+        for (id, addr, _) in &members {
+            c.add_node(*id, addr.clone(), &members);
+        }
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    /// Writes a node's config; `members` is its initial membership.
+    pub fn add_node(&mut self, id: u64, addr: String, members: &[(u64, String, bool)]) -> usize {
+        let data = self.dir.0.join(format!("node{id}"));
+        let config = self.dir.0.join(format!("node{id}.toml"));
+        let list: Vec<String> = members
+            .iter()
+            .map(|(i, a, learner)| format!("{{ id = {i}, addr = \"{a}\", learner = {learner} }}"))
+            .collect();
+        let text = format!(
+            "[node]\nid = {id}\ncluster_id = 7\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\n\n[cluster]\ninitial_members = [{}]\n\n[raft]\nelection_timeout_ms_min = 300\nelection_timeout_ms_max = 600\nheartbeat_interval_ms = 50\n\n[storage]\n# Small segments: tests start many nodes, and each preallocates one.\nsegment_bytes = 4194304\n\n{}\n",
+            data.display(),
+            list.join(", "),
+            self.extra
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = self.dir.0.join(format!("node{id}.log"));
+        self.nodes.push(NodeProc {
+            id,
+            addr,
+            config,
+            data,
+            log,
+            child: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dengine"))
+            .args(["serve", "--config"])
+            .arg(&n.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("DENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dengine serve");
+        n.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn stop(&mut self, i: usize) -> Option<i32> {
+        let mut c = self.nodes[i].child.take()?;
+        unsafe_sigterm(c.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(
+            ClientConfig::new(self.endpoints())
+                .cluster_id(7)
+                .deadline(Duration::from_secs(15)),
+        )
+        .unwrap()
+    }
+
+    /// The index of the node that reports itself leader, waiting up to `within`.
+    pub async fn leader(&self, within: Duration) -> Option<usize> {
+        let client = self.client();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.child.is_none() {
+                    continue;
+                }
+                if let Ok(s) = client.admin().status_of(&n.addr).await
+                    && s.role == d_engine::proto::v1::Role::Leader as i32
+                {
+                    return Some(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    // `kill -TERM` through the shell tool keeps the test free of libc.
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
