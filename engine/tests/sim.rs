@@ -10,7 +10,7 @@ mod simlib;
 use d_engine::core::Bugs;
 use simlib::driver::{SimParams, replay_command, run_seed, run_seed_with};
 
-const DEFAULT_SEEDS: u64 = 500;
+const DEFAULT_SEEDS: u64 = 1000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

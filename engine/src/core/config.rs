@@ -61,6 +61,9 @@ pub struct RaftConfig {
     pub lease_drift_margin_ticks: u64,
     /// When a learner counts as caught up for promotion.
     pub learner_promotion: LearnerPromotion,
+    /// The leader promotes learners on its own as soon as they are caught up
+    /// (otherwise only on a `ConfChange::Promote` request).
+    pub learner_auto_promote: bool,
     /// When to build snapshots automatically.
     pub snapshot_policy: SnapshotPolicy,
     /// After a snapshot at index `s`, keep entries above `s - compaction_trailing_entries`.
@@ -91,6 +94,7 @@ impl Default for RaftConfig {
                 max_lag_entries: 64,
                 sustained_ticks: 10,
             },
+            learner_auto_promote: false,
             snapshot_policy: SnapshotPolicy::EveryEntries(100_000),
             compaction_trailing_entries: 10_000,
             transfer_timeout_ticks: 20,

@@ -311,6 +311,7 @@ impl Raft {
         }
         self.tick_transfer();
         self.tick_snapshot_progress();
+        self.maybe_auto_promote();
     }
 
     /// Check-quorum: has a quorum been heard from since the last check? Resets the marks.

@@ -92,6 +92,26 @@ impl Raft {
                 .is_some_and(|since| self.ticks.saturating_sub(since) >= need)
     }
 
+    /// With `learner_auto_promote`, promote every caught-up learner (one joint change).
+    pub(crate) fn maybe_auto_promote(&mut self) {
+        if !self.cfg.learner_auto_promote || self.membership.learners.is_empty() {
+            return;
+        }
+        let ready: Vec<ConfChange> = self
+            .membership
+            .learners
+            .iter()
+            .filter(|&&n| self.learner_caught_up(n))
+            .map(|&n| ConfChange::Promote(n))
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        if let Ok(m) = self.plan_membership(&ready) {
+            self.append_as_leader(vec![EntryPayload::Config(m)]);
+        }
+    }
+
     /// After a config entry commits: leave the joint config, or step down if removed.
     pub(crate) fn advance_membership_change(&mut self) {
         if self.membership_index > self.log.committed {

@@ -46,6 +46,7 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
             max_lag_entries: 5,
             sustained_ticks: 5,
         },
+        learner_auto_promote: r.chance(1, 3),
         snapshot_policy: if r.chance(1, 4) {
             SnapshotPolicy::Never
         } else {
