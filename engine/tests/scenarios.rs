@@ -15,7 +15,7 @@
 //! deliver [drop=ID,…]       deliver every queued message once (dropping those to/from IDs)
 //! sync [ID…]                make pending storage writes durable
 //! stabilize                 sync and deliver until nothing moves
-//! propose ID DATA           a client write at ID
+//! propose ID DATA [seq=N]   a client write at ID (seq=N: a retry of write N)
 //! read ID linearizable|lease|serializable
 //! partition A,B|C,D         cut both directions between the groups
 //! oneway A B                drop messages from A to B
@@ -102,12 +102,14 @@ impl Runner {
             "propose" => {
                 self.next_req += 1;
                 let req = self.next_req;
+                // `seq=N` sends a retry of an earlier write (same client session).
+                let seq = args
+                    .iter()
+                    .find_map(|a| a.strip_prefix("seq="))
+                    .map_or(req, |v| v.parse().expect("seq"));
                 let p = Proposal {
                     id: 1000 + req,
-                    session: Some(ClientSession {
-                        client_id: 99,
-                        seq: req,
-                    }),
+                    session: Some(ClientSession { client_id: 99, seq }),
                     data: Bytes::from(args[1].to_string()),
                 };
                 self.cluster()
@@ -268,7 +270,7 @@ impl Runner {
             let m = r.membership();
             let _ = writeln!(
                 out,
-                "  {}: {:?} term={} vote={:?} leader={:?} last={} commit={} applied={} snap={} voters={:?}{}{}",
+                "  {}: {:?} term={} vote={:?} leader={:?} last={} commit={} applied={} ops={} snap={} voters={:?}{}{}",
                 n.id,
                 r.role(),
                 r.term(),
@@ -277,6 +279,7 @@ impl Runner {
                 r.log().last_index(),
                 r.commit_index(),
                 n.sm.applied,
+                n.sm.effective.len(),
                 r.snapshot_meta().last_index,
                 m.voters,
                 if m.is_joint() {
