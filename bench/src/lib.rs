@@ -38,7 +38,7 @@ pub mod workload;
 pub mod zipf;
 
 pub use compare::{CompareSpec, compare};
-pub use run::{MemorySource, RunOptions, RunOutcome, TargetSpec, run_to_dir};
+pub use run::{MemorySource, RunOptions, RunOutcome, TargetSpec, run_target_to_dir, run_to_dir};
 pub use runner::{Load, RunSpec, StopAt};
 pub use summary::Summary;
 pub use target::{

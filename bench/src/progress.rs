@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 pub enum ProgressMode {
     /// A bar if stderr is a terminal, else plain lines.
     Auto,
-    /// Plain lines on stderr every `PLAIN_EVERY_S` seconds.
+    /// Plain lines on stderr every `PLAIN_EVERY_S` seconds (warm-up included).
     Plain,
     Quiet,
 }
@@ -33,6 +33,8 @@ pub struct Progress {
     label: String,
     bar: Option<ProgressBar>,
     plain: bool,
+    /// Ticks seen, to print a plain line every `PLAIN_EVERY_S` of them.
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -58,6 +60,7 @@ impl Progress {
             label: label.to_string(),
             bar,
             plain,
+            ticks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -73,8 +76,13 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(t.second);
             bar.set_message(line);
-        } else if self.plain && (t.second % PLAIN_EVERY_S == 0 || t.warming_up && t.second == 0) {
-            eprintln!("[{}] {}s: {line}", self.label, t.second);
+        } else if self.plain {
+            let n = self
+                .ticks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n.is_multiple_of(PLAIN_EVERY_S) {
+                eprintln!("[{}] {}s: {line}", self.label, t.second);
+            }
         }
     }
 

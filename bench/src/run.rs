@@ -133,9 +133,29 @@ pub(crate) async fn measure_floors(opts: &RunOptions) -> Option<Floors> {
     }
 }
 
+/// Runs `opts.spec` against any [`Target`] (a custom or embedded one) and writes `dir`;
+/// `name` is the summary's `target`. Same contract as [`run_to_dir`].
+pub async fn run_target_to_dir<T: Target>(
+    name: &str,
+    target: Arc<T>,
+    opts: &RunOptions,
+    dir: &Path,
+) -> anyhow::Result<RunOutcome> {
+    opts.spec
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid run settings: {e}"))?;
+    let floors = measure_floors(opts).await;
+    let mut state = TargetRun::create(&TargetSpec::Noop, dir, &opts.spec, floors)?;
+    state.label = name.to_string();
+    let _ = state.round(&target, opts, opts.spec.stop).await;
+    state.finish(opts)
+}
+
 /// The state of one target across the rounds of a run or a compare.
 pub(crate) struct TargetRun {
     pub(crate) spec: TargetSpec,
+    /// The name in outputs (the target kind's name unless set).
+    pub(crate) label: String,
     pub(crate) dir: PathBuf,
     sink: IntervalSink,
     base: SystemTime,
@@ -158,6 +178,7 @@ impl TargetRun {
         let sink = IntervalSink::create(dir, base, spec.name())
             .with_context(|| format!("create the interval outputs in {}", dir.display()))?;
         Ok(TargetRun {
+            label: spec.name().to_string(),
             spec: spec.clone(),
             dir: dir.to_path_buf(),
             sink,
@@ -170,7 +191,7 @@ impl TargetRun {
     }
 
     fn fail(&mut self, e: TargetError) -> Result<(), String> {
-        let msg = format!("{}: {e}", self.spec.name());
+        let msg = format!("{}: {e}", self.label);
         self.failed = Some(msg.clone());
         Err(msg)
     }
@@ -194,7 +215,7 @@ impl TargetRun {
         });
         if let Err(e) = probe {
             let endpoints = self.spec.endpoints().join(",");
-            let msg = format!("cannot reach {} at [{endpoints}]: {e}", self.spec.name());
+            let msg = format!("cannot reach {} at [{endpoints}]: {e}", self.label);
             self.failed = Some(msg.clone());
             return Err(msg);
         }
@@ -205,7 +226,7 @@ impl TargetRun {
             StopAt::Duration(d) => Some(d.as_secs()),
             StopAt::Ops(_) => None,
         };
-        let progress = Progress::new(opts.progress, self.spec.name(), length);
+        let progress = Progress::new(opts.progress, &self.label, length);
         let sink = SinkAt {
             sink: &mut self.sink,
             base: self.base,
@@ -226,7 +247,7 @@ impl TargetRun {
         let aborted = m.aborted.clone();
         self.measured.merge(&m);
         if let Some(a) = aborted {
-            let msg = format!("{} failed during the run: {a}", self.spec.name());
+            let msg = format!("{} failed during the run: {a}", self.label);
             self.failed = Some(msg.clone());
             return Err(msg);
         }
@@ -236,7 +257,7 @@ impl TargetRun {
     /// Writes `summary.json` and returns the outcome.
     pub(crate) fn finish(mut self, opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         let mut summary = Summary::new(
-            self.spec.name(),
+            &self.label,
             self.spec.endpoints(),
             &opts.spec,
             &self.measured,

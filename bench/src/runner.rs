@@ -29,6 +29,8 @@ use crate::workload::{CasHints, Op, OpGenerator, WorkloadKind, WorkloadSpec};
 
 /// How long workers may take to wind down after the stop, beyond one op timeout.
 pub const JOIN_GRACE: Duration = Duration::from_secs(2);
+/// How long a closed-loop worker pauses after a failed call.
+pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Longest single sleep of the open-loop pacer.
 const PACER_STEP: Duration = Duration::from_millis(50);
 /// The collector's interval (one row of the time series, one hlog histogram).
@@ -362,7 +364,12 @@ async fn closed_worker<T: Target>(
         let op = generator.next_op();
         let sent = Instant::now();
         let result = execute(&*target, &shared, op).await;
+        let failed = result.is_err();
         record(&shared, w, measured, sent, sent, result);
+        if failed {
+            // Do not hammer a node that refuses connections: pause before retrying.
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
         // A target that answers without ever waiting (noop) would otherwise keep this
         // task on its thread forever and starve the collector.
         tokio::task::consume_budget().await;
