@@ -295,12 +295,7 @@ async fn send_snapshot(
     };
     let chunks = chunk_snapshot(header, &meta, data, ctx.snapshot_chunk_bytes);
     let total = chunks.last().map_or(0, |c| c.total_bytes);
-    debug!(
-        peer,
-        index = meta.last_index,
-        bytes = total,
-        "sending snapshot"
-    );
+    info!(peer, index = meta.last_index, bytes = total, "sending snapshot");
     match client.install_snapshot(tokio_stream::iter(chunks)).await {
         Ok(r) => {
             let r = r.into_inner();
