@@ -23,9 +23,12 @@ pub mod edn;
 pub mod error;
 pub mod format;
 pub mod history;
+pub mod html;
 pub mod import;
 pub mod model;
 pub mod nemesis;
+pub mod report;
+pub mod synth;
 pub mod value;
 
 pub use checker::{CancelToken, CheckOptions, CheckResult, PartitionResult, StopReason, Verdict, check};
@@ -35,4 +38,5 @@ pub use history::{Operation, Status, pair};
 pub use import::Format;
 pub use model::{KvModel, Model, ModelKind, RegisterModel};
 pub use nemesis::{NemesisEvent, read_nemesis_jsonl, write_nemesis_event};
+pub use report::{Report, verdict_line};
 pub use value::Value;

@@ -1,0 +1,247 @@
+//! `dengine check`: read histories, check them for linearizability, print a
+//! verdict per file and a total, optionally write a JSON report and HTML
+//! timelines.
+//!
+//! Exit codes: 0 all linearizable, 1 some history not linearizable, 65 some
+//! input unreadable (and none proven wrong), 2 some verdict unknown (deadline)
+//! and nothing worse. A proven violation wins over everything because it is
+//! the finding that must not be masked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use d_engine_histories::{
+    CheckOptions, CheckResult, Format, KvModel, ModelKind, NemesisEvent, Operation, RegisterModel,
+    Report, Verdict, check, html, import, pair, read_nemesis_jsonl, report, verdict_line,
+};
+
+/// Exit codes of `dengine check`.
+const EXIT_OK: u8 = 0;
+const EXIT_ILLEGAL: u8 = 1;
+const EXIT_UNKNOWN: u8 = 2;
+const EXIT_UNREADABLE: u8 = 65;
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Sequential model: register, cas-register or kv (default: guessed from
+    /// the operation names).
+    #[arg(long, value_parser = ["register", "cas-register", "kv"])]
+    model: Option<String>,
+    /// Input format (auto: from the file name, then the content).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "jepsen-edn", "jepsen-log", "porcupine-kv"])]
+    format: String,
+    /// Give up after this long per history (verdict unknown, exit 2), e.g. 10s, 500ms, 2m.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Write an HTML timeline here (with several histories: FILE-<name>.html).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write a JSON report of all histories here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Check all operations as one partition (the state is the whole store)
+    /// instead of each key apart.
+    #[arg(long)]
+    single_partition: bool,
+    /// Checker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// History files.
+    #[arg(required = true, value_name = "HISTORY")]
+    histories: Vec<PathBuf>,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `1.5s`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?} (try 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "ns" => value / 1e9,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use ns, us, ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("bad duration {text:?}: {e}"))
+}
+
+/// What became of one history.
+enum Outcome {
+    Checked(Box<Report>),
+    Unreadable(String),
+}
+
+pub fn run(args: CheckArgs) -> u8 {
+    let options = CheckOptions {
+        timeout: args.timeout,
+        threads: args.threads.unwrap_or(0),
+        single_partition: args.single_partition,
+        ..CheckOptions::default()
+    };
+    let several = args.histories.len() > 1;
+    let mut reports = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in &args.histories {
+        let name = path.display().to_string();
+        let html_path = args.html.as_ref().map(|h| {
+            if several {
+                suffixed(h, path)
+            } else {
+                h.clone()
+            }
+        });
+        match check_file(path, &args, &options, html_path.as_deref()) {
+            Outcome::Checked(report) => reports.push(*report),
+            Outcome::Unreadable(message) => {
+                eprintln!("error: {name}: {message}");
+                unreadable.push((name, message));
+            }
+        }
+    }
+    let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let (good, bad, unknown) = (
+        count(Verdict::Linearizable),
+        count(Verdict::Illegal),
+        count(Verdict::Unknown),
+    );
+    if several {
+        println!(
+            "total: {} histories: {good} linearizable, {bad} not linearizable, {unknown} unknown, {} unreadable",
+            args.histories.len(),
+            unreadable.len()
+        );
+    }
+    if let Some(json) = &args.json
+        && let Err(e) = std::fs::write(json, report::reports_json(&reports, &unreadable))
+    {
+        eprintln!("error: writing {}: {e}", json.display());
+        return EXIT_UNREADABLE;
+    }
+    if bad > 0 {
+        EXIT_ILLEGAL
+    } else if !unreadable.is_empty() {
+        EXIT_UNREADABLE
+    } else if unknown > 0 {
+        EXIT_UNKNOWN
+    } else {
+        EXIT_OK
+    }
+}
+
+/// `report.html` + `runs/h1.jsonl` → `report-h1.html`.
+fn suffixed(html: &Path, history: &Path) -> PathBuf {
+    let stem = html
+        .file_stem()
+        .map_or_else(|| "timeline".into(), |s| s.to_string_lossy().into_owned());
+    let name = history
+        .file_stem()
+        .map_or_else(|| "history".into(), |s| s.to_string_lossy().into_owned());
+    html.with_file_name(format!("{stem}-{name}.html"))
+}
+
+fn check_file(
+    path: &Path,
+    args: &CheckArgs,
+    options: &CheckOptions,
+    html_path: Option<&Path>,
+) -> Outcome {
+    let name = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    let format = match args.format.as_str() {
+        "auto" => match Format::detect(&name, &bytes) {
+            Some(f) => f,
+            None => return Outcome::Unreadable("cannot tell the format; pass --format".into()),
+        },
+        other => Format::parse(other).expect("clap allows only known formats"),
+    };
+    let history = match import::read(format, &bytes) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    let ops = match pair(&history) {
+        Ok(ops) => ops,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    let model = match args.model.as_deref() {
+        Some(m) => ModelKind::parse(m).expect("clap allows only known models"),
+        None if format == Format::PorcupineKv => ModelKind::Kv,
+        None => ModelKind::guess(&ops),
+    };
+    let checked = match model {
+        ModelKind::Register => check(&RegisterModel::register(), &ops, options),
+        ModelKind::CasRegister => check(&RegisterModel::cas_register(), &ops, options),
+        ModelKind::Kv => check(&KvModel, &ops, options),
+    };
+    let result = match checked {
+        Ok(r) => r,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    println!("{}", verdict_line(&name, &ops, &result));
+    if let Some(html_path) = html_path {
+        let mut faults = history.nemesis.clone();
+        faults.extend(nemesis_beside(path));
+        write_html(html_path, &name, &ops, &faults, &result);
+    }
+    Outcome::Checked(Box::new(Report::new(&name, &ops, &result)))
+}
+
+/// Fault events from a `nemesis.jsonl` next to the history, if there is
+/// one. A broken one is reported but does not stop the check: the verdict
+/// does not depend on it.
+fn nemesis_beside(history: &Path) -> Vec<NemesisEvent> {
+    let path = history.with_file_name("nemesis.jsonl");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    read_nemesis_jsonl(&bytes).unwrap_or_else(|e| {
+        eprintln!(
+            "warning: {}: {e}; the timeline has no fault lane",
+            path.display()
+        );
+        Vec::new()
+    })
+}
+
+fn write_html(
+    path: &Path,
+    name: &str,
+    ops: &[Operation],
+    faults: &[NemesisEvent],
+    result: &CheckResult,
+) {
+    let page = html::render(name, ops, faults, result);
+    if let Err(e) = std::fs::write(path, page) {
+        eprintln!("error: writing {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}
