@@ -110,6 +110,18 @@ const RSS_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
 /// Per-request bound of the launcher's own probes.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// Why a start attempt failed: a node that exited is worth another try.
+enum StartError {
+    Exited(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::Other(e)
+    }
+}
+
 struct Node {
     id: u64,
     client_addr: String,
@@ -133,14 +145,43 @@ pub struct LocalCluster {
     sampler: tokio::task::JoinHandle<()>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released: a small race with
-/// other programs, acceptable on a test machine).
+/// First port of the kernel's ephemeral range (outgoing connections take
+/// their local ports there).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A free TCP port on 127.0.0.1 for a node to listen on. Chosen at random
+/// *below* the ephemeral range: a port from `bind(0)` is released before the
+/// node binds it, and meanwhile any outgoing connection on the machine may
+/// take it as its local port. Checked by binding; another program can still
+/// win the race, which [`LocalCluster::start`] survives by retrying.
 fn free_port() -> anyhow::Result<u16> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const LOW: u16 = 10_000;
+    let high = ephemeral_low();
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = crate::prng::Rng::new(crate::prng::Rng::seed_from_time() ^ seq);
+    if high > LOW + 1000 {
+        for _ in 0..100 {
+            let port = rng.range(u64::from(LOW), u64::from(high) - 1) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")
         .context("no free port")?
         .local_addr()?
         .port())
 }
+
+/// Attempts at starting a cluster when a node dies during start-up (a port
+/// taken by someone else between our check and the node's bind).
+const START_ATTEMPTS: usize = 3;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -155,6 +196,23 @@ impl LocalCluster {
         }
         std::fs::create_dir_all(&spec.dir)
             .with_context(|| format!("cannot create {}", spec.dir.display()))?;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(spec.clone()).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(StartError::Exited(e)) if attempt < START_ATTEMPTS => {
+                    eprintln!("chaos: {e:#}; retrying with fresh ports (attempt {attempt})");
+                    attempt += 1;
+                    for id in 1..=spec.nodes as u64 {
+                        let _ = std::fs::remove_dir_all(node_dir(&spec, id).join("data"));
+                    }
+                }
+                Err(StartError::Exited(e) | StartError::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(spec: ClusterSpec) -> Result<LocalCluster, StartError> {
         let n = spec.nodes;
         let net = spec.proxied.then(|| NetControl::new(n));
         let (nodes, proxies) = match spec.kind {
@@ -188,18 +246,18 @@ impl LocalCluster {
         Ok(())
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self) -> Result<(), StartError> {
         let deadline = Instant::now() + self.spec.ready_timeout;
         loop {
             for i in 0..self.nodes.len() {
                 if let Some(child) = self.nodes[i].child.as_mut()
                     && let Ok(Some(status)) = child.try_wait()
                 {
-                    bail!(
+                    return Err(StartError::Exited(anyhow::anyhow!(
                         "node {} exited during start-up ({status}); see {}",
                         self.nodes[i].id,
                         self.nodes[i].log.display()
-                    );
+                    )));
                 }
             }
             let last_err = match self.probe_round_trip().await {
@@ -207,12 +265,12 @@ impl LocalCluster {
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
-                bail!(
+                return Err(StartError::Other(anyhow::anyhow!(
                     "{} cluster not ready after {:?}: {last_err:#}; logs under {}",
                     self.spec.kind.name(),
                     self.spec.ready_timeout,
                     self.spec.dir.display()
-                );
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -598,4 +656,43 @@ async fn layout_dengine(
         });
     }
     Ok((nodes, proxies))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node i lists itself at its direct address and peer j at the proxy of
+    /// link i → j; every link has its own proxy.
+    #[tokio::test]
+    async fn dengine_proxied_layout_gives_each_directed_link_its_own_proxy() {
+        let dir = std::env::temp_dir().join(format!("chaos-layout-{}", std::process::id()));
+        let mut spec = ClusterSpec::new(TargetKind::Dengine, 3, dir.clone());
+        spec.proxied = true;
+        spec.binary = Some("/bin/true".into());
+        spec.extra = vec![("raft.election_timeout_ms_min".into(), "300".into())];
+        let net = NetControl::new(3);
+        let (nodes, proxies) = layout_dengine(&spec, Some(&net)).await.unwrap();
+        assert_eq!(proxies.len(), 6);
+        let mut seen = std::collections::HashSet::new();
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(node.command.args[0], "serve");
+            let text = std::fs::read_to_string(node.dir.join("config.toml")).unwrap();
+            let cfg: toml::Table = text.parse().unwrap();
+            assert_eq!(cfg["node"]["listen_addr"].as_str(), Some(node.client_addr.as_str()));
+            assert_eq!(cfg["raft"]["election_timeout_ms_min"].as_integer(), Some(300));
+            let members = cfg["cluster"]["initial_members"].as_array().unwrap();
+            for (j, m) in members.iter().enumerate() {
+                let addr = m["addr"].as_str().unwrap();
+                assert_eq!(m["id"].as_integer(), Some(j as i64 + 1));
+                if i == j {
+                    assert_eq!(addr, node.client_addr);
+                } else {
+                    assert_ne!(addr, nodes[j].client_addr, "peer {j} of node {i} is proxied");
+                    assert!(seen.insert(addr.to_owned()), "one proxy per directed link");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
