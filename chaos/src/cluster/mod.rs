@@ -679,8 +679,14 @@ mod tests {
             assert_eq!(node.command.args[0], "serve");
             let text = std::fs::read_to_string(node.dir.join("config.toml")).unwrap();
             let cfg: toml::Table = text.parse().unwrap();
-            assert_eq!(cfg["node"]["listen_addr"].as_str(), Some(node.client_addr.as_str()));
-            assert_eq!(cfg["raft"]["election_timeout_ms_min"].as_integer(), Some(300));
+            assert_eq!(
+                cfg["node"]["listen_addr"].as_str(),
+                Some(node.client_addr.as_str())
+            );
+            assert_eq!(
+                cfg["raft"]["election_timeout_ms_min"].as_integer(),
+                Some(300)
+            );
             let members = cfg["cluster"]["initial_members"].as_array().unwrap();
             for (j, m) in members.iter().enumerate() {
                 let addr = m["addr"].as_str().unwrap();
@@ -688,7 +694,10 @@ mod tests {
                 if i == j {
                     assert_eq!(addr, node.client_addr);
                 } else {
-                    assert_ne!(addr, nodes[j].client_addr, "peer {j} of node {i} is proxied");
+                    assert_ne!(
+                        addr, nodes[j].client_addr,
+                        "peer {j} of node {i} is proxied"
+                    );
                     assert!(seen.insert(addr.to_owned()), "one proxy per directed link");
                 }
             }
