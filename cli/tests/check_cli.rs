@@ -4,11 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/porcupine-kv").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/porcupine-kv")
+        .join(name)
 }
 
 fn dengine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dengine")).arg("check").args(args).output().expect("run dengine")
+    Command::new(env!("CARGO_BIN_EXE_dengine"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run dengine")
 }
 
 fn code(out: &Output) -> i32 {
@@ -52,20 +58,31 @@ fn fixture_verdicts_and_exit_codes() {
 
 #[test]
 fn several_files_give_one_verdict_each_and_a_total() {
-    let files: Vec<String> = ["c01-ok.txt", "c01-bad.txt", "c10-ok.txt"].iter().map(|f| fixture(f).display().to_string()).collect();
+    let files: Vec<String> = ["c01-ok.txt", "c01-bad.txt", "c10-ok.txt"]
+        .iter()
+        .map(|f| fixture(f).display().to_string())
+        .collect();
     let args: Vec<&str> = files.iter().map(String::as_str).collect();
     let out = dengine(&args);
     assert_eq!(code(&out), 1);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 4, "{text}");
-    assert!(text.contains("total: 3 histories: 2 linearizable, 1 not linearizable, 0 unknown, 0 unreadable"));
+    assert!(text.contains(
+        "total: 3 histories: 2 linearizable, 1 not linearizable, 0 unknown, 0 unreadable"
+    ));
 }
 
 #[test]
 fn single_partition_agrees() {
-    let out = dengine(&["--single-partition", fixture("c01-bad.txt").to_str().unwrap()]);
+    let out = dengine(&[
+        "--single-partition",
+        fixture("c01-bad.txt").to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 1);
-    let out = dengine(&["--single-partition", fixture("c01-ok.txt").to_str().unwrap()]);
+    let out = dengine(&[
+        "--single-partition",
+        fixture("c01-ok.txt").to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 0);
 }
 
@@ -75,7 +92,13 @@ fn json_and_html_reports() {
     let json = dir.join("r.json");
     let html = dir.join("t.html");
     let bad = fixture("c01-bad.txt");
-    let out = dengine(&["--json", json.to_str().unwrap(), "--html", html.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = dengine(&[
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 1);
     let report = std::fs::read_to_string(&json).unwrap();
     assert!(report.contains("\"not_linearizable\": 1"));
@@ -83,7 +106,10 @@ fn json_and_html_reports() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<svg") && page.contains("stuck"));
-    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "self-contained");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "self-contained"
+    );
 }
 
 #[test]
@@ -98,7 +124,11 @@ fn nemesis_beside_the_history_gets_a_lane() {
 {"index":3,"time_ns":40,"process":2,"type":"ok","f":"read","value":1}
 "#,
     );
-    write(&dir, "nemesis.jsonl", br#"{"start_ns":15,"end_ns":35,"kind":"partition","targets":["n1"]}"#);
+    write(
+        &dir,
+        "nemesis.jsonl",
+        br#"{"start_ns":15,"end_ns":35,"kind":"partition","targets":["n1"]}"#,
+    );
     let html = dir.join("t.html");
     let out = dengine(&["--html", html.to_str().unwrap(), &history]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -114,10 +144,14 @@ fn deadline_gives_exit_code_2() {
     // it takes about 30 * 2^29 steps.
     let mut text = String::new();
     for p in 0..30 {
-        text.push_str(&format!("{{\"process\":{p},\"type\":\"invoke\",\"f\":\"write\",\"value\":{p}}}\n"));
+        text.push_str(&format!(
+            "{{\"process\":{p},\"type\":\"invoke\",\"f\":\"write\",\"value\":{p}}}\n"
+        ));
     }
     for p in 0..30 {
-        text.push_str(&format!("{{\"process\":{p},\"type\":\"ok\",\"f\":\"write\",\"value\":{p}}}\n"));
+        text.push_str(&format!(
+            "{{\"process\":{p},\"type\":\"ok\",\"f\":\"write\",\"value\":{p}}}\n"
+        ));
     }
     text.push_str("{\"process\":99,\"type\":\"invoke\",\"f\":\"read\"}\n{\"process\":99,\"type\":\"ok\",\"f\":\"read\",\"value\":-1}\n");
     let path = write(&dir, "slow.jsonl", text.as_bytes());
@@ -136,7 +170,10 @@ fn assert_unreadable(name: &str, bytes: &[u8], extra: &[&str], line: usize) {
     let err = stderr(&out);
     assert_eq!(code(&out), 65, "{name}: {err}");
     assert!(err.contains(&path), "{name}: names the file: {err}");
-    assert!(err.contains(&format!("line {line}:")), "{name}: names line {line}: {err}");
+    assert!(
+        err.contains(&format!("line {line}:")),
+        "{name}: names line {line}: {err}"
+    );
 }
 
 #[test]
@@ -148,17 +185,31 @@ fn bad_input_exits_65_naming_the_line() {
     let unknown_op = [&ok_line[..], b"{\"process\":1,\"type\":\"ok\",\"f\":\"write\",\"value\":1}\n{\"process\":2,\"type\":\"invoke\",\"f\":\"frobnicate\"}\n"].concat();
     assert_unreadable("unknown-op.jsonl", &unknown_op, &["--model", "register"], 3);
 
-    let orphan = [&ok_line[..], b"{\"process\":2,\"type\":\"ok\",\"f\":\"write\",\"value\":1}\n"].concat();
+    let orphan = [
+        &ok_line[..],
+        b"{\"process\":2,\"type\":\"ok\",\"f\":\"write\",\"value\":1}\n",
+    ]
+    .concat();
     assert_unreadable("orphan.jsonl", &orphan, &[], 2);
 
-    let not_utf8 = [&ok_line[..], &ok_line[..], b"{\"process\":1,\"type\":\"ok\",\"f\":\"wr\xffite\"}\n"].concat();
+    let not_utf8 = [
+        &ok_line[..],
+        &ok_line[..],
+        b"{\"process\":1,\"type\":\"ok\",\"f\":\"wr\xffite\"}\n",
+    ]
+    .concat();
     assert_unreadable("binary.jsonl", &not_utf8, &[], 3);
 
     let truncated_edn = b"[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0, :type :ok, :f :read, :val";
     assert_unreadable("truncated.edn", truncated_edn, &[], 2);
 
     let unknown_type = b"{:process 0, :type :invoke, :f :read, :value nil}\n{:process 0, :type :maybe, :f :read, :value nil}\n";
-    assert_unreadable("unknown-type.edn", unknown_type, &["--format", "jepsen-edn"], 2);
+    assert_unreadable(
+        "unknown-type.edn",
+        unknown_type,
+        &["--format", "jepsen-edn"],
+        2,
+    );
 }
 
 #[test]
@@ -183,6 +234,11 @@ fn jepsen_log_with_a_timed_out_read() {
                INFO  jepsen.util - 3\t:ok\t:read\t1\n";
     let path = write(&dir, "jepsen.log", log.as_bytes());
     let out = dengine(&[&path]);
-    assert_eq!(code(&out), 1, "a read of 1 after cas 1->4 completed: {}", stdout(&out));
+    assert_eq!(
+        code(&out),
+        1,
+        "a read of 1 after cas 1->4 completed: {}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("cas-register"));
 }

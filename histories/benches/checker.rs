@@ -12,15 +12,27 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use d_engine_histories::{CheckOptions, Format, KvModel, Operation, Verdict, check, import, pair};
 
 fn fixture(name: &str) -> Vec<Operation> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/porcupine-kv").join(format!("{name}.txt"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/porcupine-kv")
+        .join(format!("{name}.txt"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     pair(&import::read(Format::PorcupineKv, &bytes).unwrap()).unwrap()
 }
 
 fn bench_fixture(c: &mut Criterion, name: &str, single_partition: bool, expected: Verdict) {
     let ops = fixture(name);
-    let options = CheckOptions { single_partition, ..CheckOptions::default() };
-    let label = format!("{name}/{}", if single_partition { "single-partition" } else { "per-key" });
+    let options = CheckOptions {
+        single_partition,
+        ..CheckOptions::default()
+    };
+    let label = format!(
+        "{name}/{}",
+        if single_partition {
+            "single-partition"
+        } else {
+            "per-key"
+        }
+    );
     c.bench_function(&label, |b| {
         b.iter(|| {
             let result = check(&KvModel, &ops, &options).unwrap();

@@ -48,12 +48,21 @@ pub struct Reader<'a> {
 }
 
 fn is_delimiter(b: u8) -> bool {
-    b.is_ascii_whitespace() || matches!(b, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';')
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';'
+        )
 }
 
 impl<'a> Reader<'a> {
     pub fn new(text: &'a str) -> Self {
-        Reader { src: text.as_bytes(), text, pos: 0, line: 1 }
+        Reader {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            line: 1,
+        }
     }
 
     /// The current 1-based line.
@@ -98,7 +107,9 @@ impl<'a> Reader<'a> {
     /// Reads the next value; `None` at the end of the input.
     pub fn next_value(&mut self) -> Result<Option<Edn>, HistoryError> {
         loop {
-            let Some(b) = self.peek() else { return Ok(None) };
+            let Some(b) = self.peek() else {
+                return Ok(None);
+            };
             if b == b'#' && self.src.get(self.pos + 1) == Some(&b'_') {
                 self.pos += 2;
                 self.value()?;
@@ -131,7 +142,11 @@ impl<'a> Reader<'a> {
         let mut items = Vec::new();
         loop {
             match self.peek() {
-                None => return Err(self.err(format!("unexpected end of input in a collection opened on line {start}"))),
+                None => {
+                    return Err(self.err(format!(
+                        "unexpected end of input in a collection opened on line {start}"
+                    )));
+                }
                 Some(b) if b == close => {
                     self.pos += 1;
                     return Ok(items);
@@ -190,7 +205,10 @@ impl<'a> Reader<'a> {
                         Some(b'"') => out.push('"'),
                         Some(b'\\') => out.push('\\'),
                         Some(b'u') => {
-                            let hex = self.text.get(self.pos..self.pos + 4).ok_or_else(|| self.err("bad \\u escape"))?;
+                            let hex = self
+                                .text
+                                .get(self.pos..self.pos + 4)
+                                .ok_or_else(|| self.err("bad \\u escape"))?;
                             let c = u32::from_str_radix(hex, 16)
                                 .ok()
                                 .and_then(char::from_u32)
@@ -261,7 +279,10 @@ impl<'a> Reader<'a> {
             _ => {}
         }
         let first = tok.as_bytes()[0];
-        let numeric = first.is_ascii_digit() || ((first == b'-' || first == b'+') && tok.len() > 1 && tok.as_bytes()[1].is_ascii_digit());
+        let numeric = first.is_ascii_digit()
+            || ((first == b'-' || first == b'+')
+                && tok.len() > 1
+                && tok.as_bytes()[1].is_ascii_digit());
         if !numeric {
             return Ok(Edn::Symbol(tok.to_owned()));
         }
@@ -270,7 +291,10 @@ impl<'a> Reader<'a> {
             return Ok(Edn::Int(i));
         }
         let float = tok.strip_suffix('M').unwrap_or(tok);
-        float.parse::<f64>().map(Edn::Float).map_err(|_| self.err(format!("bad number {tok}")))
+        float
+            .parse::<f64>()
+            .map(Edn::Float)
+            .map_err(|_| self.err(format!("bad number {tok}")))
     }
 }
 
@@ -291,7 +315,10 @@ mod tests {
         assert_eq!(one("\"a\\\"b\\n\""), Edn::Str("a\"b\n".into()));
         assert_eq!(one("[1 4]"), Edn::Vector(vec![Edn::Int(1), Edn::Int(4)]));
         assert_eq!(one("#{1}"), Edn::Set(vec![Edn::Int(1)]));
-        assert_eq!(one("(a, #_ignored b)"), Edn::List(vec![Edn::Symbol("a".into()), Edn::Symbol("b".into())]));
+        assert_eq!(
+            one("(a, #_ignored b)"),
+            Edn::List(vec![Edn::Symbol("a".into()), Edn::Symbol("b".into())])
+        );
         let m = one("{:process 3, ; comment\n :type :ok}");
         assert_eq!(m.get("type"), Some(&Edn::Keyword("ok".into())));
         assert!(matches!(one("#inst \"2020\""), Edn::Tagged(t, _) if t == "inst"));
@@ -299,7 +326,9 @@ mod tests {
 
     #[test]
     fn truncation_names_a_line() {
-        let err = Reader::new("\n{:process 3\n :type").next_value().unwrap_err();
+        let err = Reader::new("\n{:process 3\n :type")
+            .next_value()
+            .unwrap_err();
         assert_eq!(err.line, 3);
         let err = Reader::new("\"abc").next_value().unwrap_err();
         assert!(err.message.contains("unterminated"));

@@ -15,7 +15,10 @@ pub struct HistoryError {
 
 impl HistoryError {
     pub fn new(line: usize, message: impl Into<String>) -> Self {
-        HistoryError { line, message: message.into() }
+        HistoryError {
+            line,
+            message: message.into(),
+        }
     }
 }
 

@@ -133,7 +133,11 @@ pub struct HistoryWriter<W: Write> {
 
 impl<W: Write> HistoryWriter<W> {
     pub fn new(out: W) -> Self {
-        HistoryWriter { out, next_index: 0, start: Instant::now() }
+        HistoryWriter {
+            out,
+            next_index: 0,
+            start: Instant::now(),
+        }
     }
 
     /// Writes `event` as given, except `index`, which the writer assigns, and
@@ -148,7 +152,13 @@ impl<W: Write> HistoryWriter<W> {
         self.out.write_all(b"\n")
     }
 
-    pub fn invoke(&mut self, process: u64, f: &str, key: Option<&str>, value: Value) -> io::Result<()> {
+    pub fn invoke(
+        &mut self,
+        process: u64,
+        f: &str,
+        key: Option<&str>,
+        value: Value,
+    ) -> io::Result<()> {
         self.write_event(Event::new(process, EventType::Invoke, f, key, value))
     }
 
@@ -158,7 +168,13 @@ impl<W: Write> HistoryWriter<W> {
     }
 
     /// The operation certainly did not take effect.
-    pub fn fail(&mut self, process: u64, f: &str, key: Option<&str>, error: Option<&str>) -> io::Result<()> {
+    pub fn fail(
+        &mut self,
+        process: u64,
+        f: &str,
+        key: Option<&str>,
+        error: Option<&str>,
+    ) -> io::Result<()> {
         let mut e = Event::new(process, EventType::Fail, f, key, Value::Nil);
         e.error = error.map(str::to_owned);
         self.write_event(e)
@@ -192,8 +208,9 @@ pub(crate) fn utf8_lines(bytes: &[u8]) -> Result<Vec<(usize, &str)>, HistoryErro
     let mut lines = Vec::new();
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = std::str::from_utf8(raw)
-            .map_err(|e| HistoryError::new(i + 1, format!("not UTF-8 (byte {})", e.valid_up_to() + 1)))?;
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            HistoryError::new(i + 1, format!("not UTF-8 (byte {})", e.valid_up_to() + 1))
+        })?;
         lines.push((i + 1, text));
     }
     Ok(lines)
@@ -208,7 +225,8 @@ pub fn read_jsonl(bytes: &[u8]) -> Result<History, HistoryError> {
         if text.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(text).map_err(|e| HistoryError::new(line, format!("bad event: {e}")))?;
+        let event: Event = serde_json::from_str(text)
+            .map_err(|e| HistoryError::new(line, format!("bad event: {e}")))?;
         history.push(event, line);
     }
     Ok(history)
@@ -221,13 +239,17 @@ mod tests {
     #[test]
     fn writer_output_reads_back() {
         let mut w = HistoryWriter::new(Vec::new());
-        w.invoke(1, "cas", None, Value::List(vec![1.into(), 2.into()])).unwrap();
+        w.invoke(1, "cas", None, Value::List(vec![1.into(), 2.into()]))
+            .unwrap();
         w.fail(1, "cas", None, Some("mismatch")).unwrap();
         let h = read_jsonl(&w.into_inner()).unwrap();
         assert_eq!(h.events.len(), 2);
         assert_eq!(h.events[1].index, 1);
         assert_eq!(h.events[1].kind, EventType::Fail);
-        assert_eq!(h.events[0].value, Value::List(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(
+            h.events[0].value,
+            Value::List(vec![Value::Int(1), Value::Int(2)])
+        );
         assert_eq!(h.lines, vec![1, 2]);
     }
 

@@ -52,7 +52,11 @@ pub struct Operation {
 impl Operation {
     /// Where the checker considers the op finished: never, unless it is `ok`.
     pub fn effective_return(&self) -> Option<usize> {
-        if self.status == Status::Ok { self.ret } else { None }
+        if self.status == Status::Ok {
+            self.ret
+        } else {
+            None
+        }
     }
 }
 
@@ -105,14 +109,22 @@ pub fn pair(history: &History) -> Result<Vec<Operation>, HistoryError> {
                 let Some(open) = pending.remove(&event.process) else {
                     return Err(HistoryError::new(
                         line,
-                        format!("{} of {} by process {} without an invocation", kind.as_str(), event.f, event.process),
+                        format!(
+                            "{} of {} by process {} without an invocation",
+                            kind.as_str(),
+                            event.f,
+                            event.process
+                        ),
                     ));
                 };
                 let op = &mut ops[open];
                 if op.f != event.f {
                     return Err(HistoryError::new(
                         line,
-                        format!("completion of {} does not match the invocation of {} on line {}", event.f, op.f, op.call_line),
+                        format!(
+                            "completion of {} does not match the invocation of {} on line {}",
+                            event.f, op.f, op.call_line
+                        ),
                     ));
                 }
                 op.status = match kind {
@@ -167,11 +179,20 @@ mod tests {
 
     #[test]
     fn completion_without_invocation_is_refused() {
-        let h = history(vec![ev(1, EventType::Invoke, "write"), ev(2, EventType::Ok, "write")]);
+        let h = history(vec![
+            ev(1, EventType::Invoke, "write"),
+            ev(2, EventType::Ok, "write"),
+        ]);
         assert_eq!(pair(&h).unwrap_err().line, 2);
-        let h = history(vec![ev(1, EventType::Invoke, "write"), ev(1, EventType::Invoke, "read")]);
+        let h = history(vec![
+            ev(1, EventType::Invoke, "write"),
+            ev(1, EventType::Invoke, "read"),
+        ]);
         assert_eq!(pair(&h).unwrap_err().line, 2);
-        let h = history(vec![ev(1, EventType::Invoke, "write"), ev(1, EventType::Ok, "read")]);
+        let h = history(vec![
+            ev(1, EventType::Invoke, "write"),
+            ev(1, EventType::Ok, "read"),
+        ]);
         assert_eq!(pair(&h).unwrap_err().line, 2);
     }
 }

@@ -46,12 +46,18 @@ struct Axis {
 
 impl Axis {
     fn new(ops: &[&Operation], nemesis: &[NemesisEvent]) -> Axis {
-        let timed = !ops.is_empty() && ops.iter().all(|o| o.call_time_ns.is_some() && (o.ret.is_none() || o.ret_time_ns.is_some()));
+        let timed = !ops.is_empty()
+            && ops
+                .iter()
+                .all(|o| o.call_time_ns.is_some() && (o.ret.is_none() || o.ret_time_ns.is_some()));
         let mut min = f64::MAX;
         let mut max = f64::MIN;
         for o in ops {
             let (a, b) = if timed {
-                (o.call_time_ns.unwrap_or(0) as f64, o.ret_time_ns.map(|t| t as f64))
+                (
+                    o.call_time_ns.unwrap_or(0) as f64,
+                    o.ret_time_ns.map(|t| t as f64),
+                )
             } else {
                 (o.call as f64, o.ret.map(|r| r as f64))
             };
@@ -67,7 +73,12 @@ impl Axis {
         }
         max += ((max - min) * 0.02).max(1.0);
         let width_px = (ops.len() as f64 * 8.0).clamp(900.0, 24_000.0);
-        Axis { timed, min, max, width_px }
+        Axis {
+            timed,
+            min,
+            max,
+            width_px,
+        }
     }
 
     fn px(&self, x: f64) -> f64 {
@@ -76,7 +87,10 @@ impl Axis {
 
     fn span(&self, op: &Operation) -> (f64, Option<f64>) {
         if self.timed {
-            (op.call_time_ns.unwrap_or(0) as f64, op.ret_time_ns.map(|t| t as f64))
+            (
+                op.call_time_ns.unwrap_or(0) as f64,
+                op.ret_time_ns.map(|t| t as f64),
+            )
         } else {
             (op.call as f64, op.ret.map(|r| r as f64))
         }
@@ -84,11 +98,24 @@ impl Axis {
 }
 
 /// Renders the timeline page.
-pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: &CheckResult) -> String {
+pub fn render(
+    title: &str,
+    ops: &[Operation],
+    nemesis: &[NemesisEvent],
+    result: &CheckResult,
+) -> String {
     let failing = result.failing_partition();
-    let order: HashMap<usize, usize> = failing.map_or_else(HashMap::new, |p| p.longest_prefix.iter().enumerate().map(|(k, &i)| (i, k + 1)).collect());
-    let stuck: HashSet<usize> = failing.map_or_else(HashSet::new, |p| p.unplaceable.iter().copied().collect());
-    let in_failing: HashSet<usize> = failing.map_or_else(HashSet::new, |p| p.ops.iter().copied().collect());
+    let order: HashMap<usize, usize> = failing.map_or_else(HashMap::new, |p| {
+        p.longest_prefix
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| (i, k + 1))
+            .collect()
+    });
+    let stuck: HashSet<usize> =
+        failing.map_or_else(HashSet::new, |p| p.unplaceable.iter().copied().collect());
+    let in_failing: HashSet<usize> =
+        failing.map_or_else(HashSet::new, |p| p.ops.iter().copied().collect());
     let (drawn, note) = select_ops(ops, failing.map(|p| p.ops.as_slice()));
     let axis = Axis::new(&drawn, nemesis);
     let lanes: BTreeMap<u64, usize> = {
@@ -102,19 +129,38 @@ pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: 
     let width = LEFT_PX + axis.width_px + 20.0;
 
     let mut svg = String::new();
-    let _ = write!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}">"#);
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}">"#
+    );
     let _ = write!(
         svg,
         r#"<text x="4" y="14" class="axis">{}</text>"#,
-        if axis.timed { "x: time" } else { "x: event order" }
+        if axis.timed {
+            "x: time"
+        } else {
+            "x: event order"
+        }
     );
     if fault_lane == 1 {
         let y = TOP_PX;
-        let _ = write!(svg, r#"<text x="4" y="{:.0}" class="lane">faults</text>"#, y + BAR_PX - 2.0);
+        let _ = write!(
+            svg,
+            r#"<text x="4" y="{:.0}" class="lane">faults</text>"#,
+            y + BAR_PX - 2.0
+        );
         for n in nemesis {
             let x0 = axis.px(n.start_ns as f64);
-            let x1 = n.end_ns.map_or(LEFT_PX + axis.width_px, |e| axis.px(e as f64)).max(x0 + 3.0);
-            let tip = format!("{} {} {}", n.kind, n.targets.join(" "), n.detail.as_deref().unwrap_or(""));
+            let x1 = n
+                .end_ns
+                .map_or(LEFT_PX + axis.width_px, |e| axis.px(e as f64))
+                .max(x0 + 3.0);
+            let tip = format!(
+                "{} {} {}",
+                n.kind,
+                n.targets.join(" "),
+                n.detail.as_deref().unwrap_or("")
+            );
             let _ = write!(
                 svg,
                 r#"<rect class="fault" x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}"><title>{}</title></rect>"#,
@@ -125,7 +171,11 @@ pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: 
     }
     for (p, lane) in &lanes {
         let y = TOP_PX + (lane + fault_lane) as f64 * LANE_PX;
-        let _ = write!(svg, r#"<text x="4" y="{:.0}" class="lane">process {p}</text>"#, y + BAR_PX - 2.0);
+        let _ = write!(
+            svg,
+            r#"<text x="4" y="{:.0}" class="lane">process {p}</text>"#,
+            y + BAR_PX - 2.0
+        );
     }
     let end_px = LEFT_PX + axis.width_px;
     for op in &drawn {
@@ -140,7 +190,11 @@ pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: 
             Status::Info => "op info",
         });
         if failing.is_some() {
-            class.push_str(if in_failing.contains(&op.id) { " part" } else { " other" });
+            class.push_str(if in_failing.contains(&op.id) {
+                " part"
+            } else {
+                " other"
+            });
         }
         let rank = order.get(&op.id);
         if rank.is_some() {
@@ -157,12 +211,26 @@ pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: 
             tip.push_str(" [cannot be placed]");
         }
         let _ = write!(svg, r#"<g class="{class}"><title>{}</title>"#, esc(&tip));
-        let _ = write!(svg, r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" rx="2"/>"#, x1 - x0);
+        let _ = write!(
+            svg,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" rx="2"/>"#,
+            x1 - x0
+        );
         if open {
-            let _ = write!(svg, r#"<line class="open" x1="{x1:.1}" y1="{:.1}" x2="{end_px:.1}" y2="{:.1}"/>"#, y + BAR_PX / 2.0, y + BAR_PX / 2.0);
+            let _ = write!(
+                svg,
+                r#"<line class="open" x1="{x1:.1}" y1="{:.1}" x2="{end_px:.1}" y2="{:.1}"/>"#,
+                y + BAR_PX / 2.0,
+                y + BAR_PX / 2.0
+            );
         }
         if let Some(k) = rank.filter(|_| x1 - x0 > 16.0) {
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" class="rank">{k}</text>"#, x0 + 2.0, y + BAR_PX - 3.0);
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" class="rank">{k}</text>"#,
+                x0 + 2.0,
+                y + BAR_PX - 3.0
+            );
         }
         svg.push_str("</g>");
     }
@@ -170,13 +238,22 @@ pub fn render(title: &str, ops: &[Operation], nemesis: &[NemesisEvent], result: 
 
     let mut details = String::new();
     if let Some(p) = failing {
-        let _ = write!(details, "<h2>Longest linearizable prefix ({} of {} ops)</h2><ol>", p.longest_prefix.len(), p.ops.len());
+        let _ = write!(
+            details,
+            "<h2>Longest linearizable prefix ({} of {} ops)</h2><ol>",
+            p.longest_prefix.len(),
+            p.ops.len()
+        );
         for &i in &p.longest_prefix {
             let _ = write!(details, "<li>{}</li>", esc(&describe_op(&ops[i])));
         }
         details.push_str("</ol><h2>Cannot be placed after it</h2><ul>");
         for &i in &p.unplaceable {
-            let _ = write!(details, "<li class=\"stucktext\">{}</li>", esc(&describe_op(&ops[i])));
+            let _ = write!(
+                details,
+                "<li class=\"stucktext\">{}</li>",
+                esc(&describe_op(&ops[i]))
+            );
         }
         details.push_str("</ul>");
     }
@@ -238,10 +315,17 @@ fn select_ops<'a>(ops: &'a [Operation], failing: Option<&[usize]>) -> (Vec<&'a O
     }
     if let Some(part) = failing {
         let drawn: Vec<&Operation> = part.iter().take(MAX_OPS_DRAWN).map(|&i| &ops[i]).collect();
-        let note = format!("{} operations; showing the {} of the failing partition.", ops.len(), drawn.len());
+        let note = format!(
+            "{} operations; showing the {} of the failing partition.",
+            ops.len(),
+            drawn.len()
+        );
         return (drawn, note);
     }
-    let note = format!("{} operations; showing the first {MAX_OPS_DRAWN}.", ops.len());
+    let note = format!(
+        "{} operations; showing the first {MAX_OPS_DRAWN}.",
+        ops.len()
+    );
     (ops.iter().take(MAX_OPS_DRAWN).collect(), note)
 }
 
@@ -265,6 +349,11 @@ mod tests {
         assert!(page.contains("stuck"));
         assert!(page.contains(r#"class="fault""#));
         assert!(page.contains("&lt;b&gt;") && !page.contains("<b>"));
-        assert!(!page.contains("http://") || page.matches("http://").all(|_| page.contains("xmlns=\"http://www.w3.org/2000/svg\"")));
+        assert!(
+            !page.contains("http://")
+                || page
+                    .matches("http://")
+                    .all(|_| page.contains("xmlns=\"http://www.w3.org/2000/svg\""))
+        );
     }
 }

@@ -31,7 +31,9 @@ pub mod report;
 pub mod synth;
 pub mod value;
 
-pub use checker::{CancelToken, CheckOptions, CheckResult, PartitionResult, StopReason, Verdict, check};
+pub use checker::{
+    CancelToken, CheckOptions, CheckResult, PartitionResult, StopReason, Verdict, check,
+};
 pub use error::HistoryError;
 pub use format::{Event, EventType, History, HistoryWriter, read_jsonl};
 pub use history::{Operation, Status, pair};

@@ -35,7 +35,8 @@ pub fn read_nemesis_jsonl(bytes: &[u8]) -> Result<Vec<NemesisEvent>, HistoryErro
         if text.trim().is_empty() {
             continue;
         }
-        let ev = serde_json::from_str(text).map_err(|e| HistoryError::new(line, format!("bad fault event: {e}")))?;
+        let ev = serde_json::from_str(text)
+            .map_err(|e| HistoryError::new(line, format!("bad fault event: {e}")))?;
         out.push(ev);
     }
     Ok(out)

@@ -46,7 +46,9 @@ pub fn describe_op(op: &Operation) -> String {
         s.push_str(&format!(" {}", op.input));
     }
     match op.status {
-        Status::Ok if !op.output.is_nil() && op.output != op.input => s.push_str(&format!(" -> {}", op.output)),
+        Status::Ok if !op.output.is_nil() && op.output != op.input => {
+            s.push_str(&format!(" -> {}", op.output))
+        }
         Status::Ok => {}
         Status::Fail => s.push_str(" (fail)"),
         Status::Info => s.push_str(" (unknown outcome)"),
@@ -107,8 +109,15 @@ impl Report {
             undecided: result
                 .partitions
                 .iter()
-                .filter(|p| p.verdict == Verdict::Unknown && p.reason != Some(StopReason::OtherPartitionIllegal))
-                .map(|p| Undecided { key: p.key.clone(), ops: p.ops.len(), reason: p.reason })
+                .filter(|p| {
+                    p.verdict == Verdict::Unknown
+                        && p.reason != Some(StopReason::OtherPartitionIllegal)
+                })
+                .map(|p| Undecided {
+                    key: p.key.clone(),
+                    ops: p.ops.len(),
+                    reason: p.reason,
+                })
                 .collect(),
         }
     }
@@ -125,13 +134,28 @@ fn partition_name(p: &PartitionResult) -> String {
 /// `h.jsonl: not linearizable (kv, key "3": 45 of 52 ops linearizable; cannot place process 4 get "3" -> "x" (line 35))`.
 pub fn verdict_line(file: &str, ops: &[Operation], result: &CheckResult) -> String {
     let ms = result.elapsed.as_secs_f64() * 1e3;
-    let sizes = format!("{} ops, {} partitions, {ms:.1} ms", result.ops_checked, result.partitions.len());
+    let sizes = format!(
+        "{} ops, {} partitions, {ms:.1} ms",
+        result.ops_checked,
+        result.partitions.len()
+    );
     match result.verdict {
         Verdict::Linearizable => format!("{file}: linearizable ({}, {sizes})", result.model),
         Verdict::Illegal => {
-            let p = result.failing_partition().expect("an illegal result has a failing partition");
-            let stuck: Vec<String> = p.unplaceable.iter().take(3).map(|&i| describe_op(&ops[i])).collect();
-            let more = if p.unplaceable.len() > 3 { format!(" and {} more", p.unplaceable.len() - 3) } else { String::new() };
+            let p = result
+                .failing_partition()
+                .expect("an illegal result has a failing partition");
+            let stuck: Vec<String> = p
+                .unplaceable
+                .iter()
+                .take(3)
+                .map(|&i| describe_op(&ops[i]))
+                .collect();
+            let more = if p.unplaceable.len() > 3 {
+                format!(" and {} more", p.unplaceable.len() - 3)
+            } else {
+                String::new()
+            };
             format!(
                 "{file}: not linearizable ({}, {}: longest linearizable prefix {} of {} ops; cannot place {}{more}; {sizes})",
                 result.model,
@@ -142,9 +166,20 @@ pub fn verdict_line(file: &str, ops: &[Operation], result: &CheckResult) -> Stri
             )
         }
         Verdict::Unknown => {
-            let open: Vec<&PartitionResult> = result.partitions.iter().filter(|p| p.verdict == Verdict::Unknown).collect();
-            let reason = open.first().and_then(|p| p.reason).map_or("undecided", StopReason::describe);
-            format!("{file}: unknown ({reason}; {} of {} partitions undecided; {sizes})", open.len(), result.partitions.len())
+            let open: Vec<&PartitionResult> = result
+                .partitions
+                .iter()
+                .filter(|p| p.verdict == Verdict::Unknown)
+                .collect();
+            let reason = open
+                .first()
+                .and_then(|p| p.reason)
+                .map_or("undecided", StopReason::describe);
+            format!(
+                "{file}: unknown ({reason}; {} of {} partitions undecided; {sizes})",
+                open.len(),
+                result.partitions.len()
+            )
         }
     }
 }
@@ -168,7 +203,10 @@ pub fn reports_json(reports: &[Report], unreadable: &[(String, String)]) -> Stri
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
     let doc = Doc {
         histories: reports,
-        unreadable: unreadable.iter().map(|(file, error)| Unreadable { file, error }).collect(),
+        unreadable: unreadable
+            .iter()
+            .map(|(file, error)| Unreadable { file, error })
+            .collect(),
         linearizable: count(Verdict::Linearizable),
         not_linearizable: count(Verdict::Illegal),
         unknown: count(Verdict::Unknown),

@@ -58,11 +58,19 @@ pub fn linearizable_kv(seed: u64, n_ops: usize, n_keys: usize, n_clients: usize)
                     0..=2 => ("get", Value::Nil),
                     3 => ("put", Value::Str(token)),
                     4..=6 => ("append", Value::Str(token)),
-                    _ => ("cas", Value::List(vec![Value::Str(store[k].clone()), Value::Str(token)])),
+                    _ => (
+                        "cas",
+                        Value::List(vec![Value::Str(store[k].clone()), Value::Str(token)]),
+                    ),
                 };
                 let key = k.to_string();
                 let e = Event::new(process[c], EventType::Invoke, f, Some(&key), input.clone());
-                open[c] = Some(Open { f, key, input, result: None });
+                open[c] = Some(Open {
+                    f,
+                    key,
+                    input,
+                    result: None,
+                });
                 e
             }
             None => continue,
@@ -108,7 +116,9 @@ fn apply(value: &mut String, f: &str, input: &Value) -> Result<Value, ()> {
             Ok(input.clone())
         }
         _ => {
-            let Value::List(pair) = input else { return Err(()) };
+            let Value::List(pair) = input else {
+                return Err(());
+            };
             if *value == text(&pair[0]) {
                 *value = text(&pair[1]);
                 Ok(input.clone())
@@ -130,10 +140,22 @@ pub fn pathological_register(n: u64) -> History {
         history.push(e, line);
     };
     for p in 0..n {
-        push(Event::new(p, EventType::Invoke, "write", None, Value::Int(p as i64)));
+        push(Event::new(
+            p,
+            EventType::Invoke,
+            "write",
+            None,
+            Value::Int(p as i64),
+        ));
     }
     for p in 0..n {
-        push(Event::new(p, EventType::Ok, "write", None, Value::Int(p as i64)));
+        push(Event::new(
+            p,
+            EventType::Ok,
+            "write",
+            None,
+            Value::Int(p as i64),
+        ));
     }
     push(Event::new(n, EventType::Invoke, "read", None, Value::Nil));
     push(Event::new(n, EventType::Ok, "read", None, Value::Int(-1)));

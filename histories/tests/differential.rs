@@ -3,7 +3,8 @@
 //! histories with `fail` and `info` ops and deliberately corrupted results.
 
 use d_engine_histories::{
-    CheckOptions, Event, EventType, History, KvModel, Model, Operation, RegisterModel, Status, Value, Verdict, check, pair,
+    CheckOptions, Event, EventType, History, KvModel, Model, Operation, RegisterModel, Status,
+    Value, Verdict, check, pair,
 };
 
 /// xorshift64*: deterministic, no dependency, good enough for test input.
@@ -24,20 +25,39 @@ impl Rng {
     }
 }
 
+/// A decoded op for the brute force.
+type Decoded<'a, M> = (
+    &'a Operation,
+    <M as Model>::Input,
+    Option<<M as Model>::Output>,
+);
+
+/// A simulated client's open op: (f, key, input, result once applied).
+type OpenOp = (String, usize, Value, Option<Value>);
+
 /// Brute force: is there an order of all `ok` ops plus any subset of `info`
 /// ops, respecting real time, that the model accepts?
 fn brute_force<M: Model>(model: &M, ops: &[Operation]) -> bool {
-    let ops: Vec<(&Operation, M::Input, Option<M::Output>)> = ops
+    let ops: Vec<Decoded<'_, M>> = ops
         .iter()
         .filter(|o| o.status != Status::Fail)
         .map(|o| {
             let input = model.decode_input(o).unwrap();
-            let output = (o.status == Status::Ok).then(|| model.decode_output(&input, &o.output).unwrap());
+            let output =
+                (o.status == Status::Ok).then(|| model.decode_output(&input, &o.output).unwrap());
             (o, input, output)
         })
         .collect();
-    fn go<M: Model>(model: &M, ops: &[(&Operation, M::Input, Option<M::Output>)], used: &mut Vec<bool>, state: &M::State) -> bool {
-        let all_ok_done = ops.iter().zip(used.iter()).all(|((o, _, _), &u)| u || o.status != Status::Ok);
+    fn go<M: Model>(
+        model: &M,
+        ops: &[Decoded<'_, M>],
+        used: &mut Vec<bool>,
+        state: &M::State,
+    ) -> bool {
+        let all_ok_done = ops
+            .iter()
+            .zip(used.iter())
+            .all(|((o, _, _), &u)| u || o.status != Status::Ok);
         if all_ok_done {
             return true;
         }
@@ -76,7 +96,7 @@ fn random_history(rng: &mut Rng, max_ops: usize, kv: bool) -> History {
     let mut store: [i64; 2] = [-1, -1]; // -1 = nil
     let mut events: Vec<Event> = Vec::new();
     // Per process: the open op (f, key, input, effect applied?, result).
-    let mut open: Vec<Option<(String, usize, Value, Option<Value>)>> = vec![None; procs as usize];
+    let mut open: Vec<Option<OpenOp>> = vec![None; procs as usize];
     let mut retired = vec![false; procs as usize];
     let mut started = 0;
     let val = |v: i64| if v < 0 { Value::Nil } else { Value::Int(v) };
@@ -97,16 +117,29 @@ fn random_history(rng: &mut Rng, max_ops: usize, kv: bool) -> History {
                     0 => (if kv { "get" } else { "read" }, Value::Nil),
                     1 => {
                         let v = rng.below(3) as i64;
-                        (if kv { "put" } else { "write" }, if kv { kv_val(v) } else { val(v) })
+                        (
+                            if kv { "put" } else { "write" },
+                            if kv { kv_val(v) } else { val(v) },
+                        )
                     }
                     _ => {
                         let (a, b) = (rng.below(3) as i64 - 1, rng.below(3) as i64);
-                        let pair = if kv { vec![kv_val(a), kv_val(b)] } else { vec![val(a), val(b)] };
+                        let pair = if kv {
+                            vec![kv_val(a), kv_val(b)]
+                        } else {
+                            vec![val(a), val(b)]
+                        };
                         ("cas", Value::List(pair))
                     }
                 };
                 let k = kv.then(|| key.to_string());
-                events.push(Event::new(p as u64, EventType::Invoke, f, k.as_deref(), input.clone()));
+                events.push(Event::new(
+                    p as u64,
+                    EventType::Invoke,
+                    f,
+                    k.as_deref(),
+                    input.clone(),
+                ));
                 open[p] = Some((f.to_owned(), key, input, None));
             }
             None => {}
@@ -120,7 +153,9 @@ fn random_history(rng: &mut Rng, max_ops: usize, kv: bool) -> History {
                         input.clone()
                     }
                     _ => {
-                        let Value::List(pair) = &input else { unreachable!() };
+                        let Value::List(pair) = &input else {
+                            unreachable!()
+                        };
                         if parse(&pair[0]) == store[key] {
                             store[key] = parse(&pair[1]);
                             Value::Bool(true)
@@ -146,7 +181,11 @@ fn random_history(rng: &mut Rng, max_ops: usize, kv: bool) -> History {
                     kind = EventType::Info;
                 } else if rng.chance(6) {
                     // A lie: claim failure for an op that took effect, or vice versa.
-                    kind = if kind == EventType::Ok { EventType::Fail } else { EventType::Ok };
+                    kind = if kind == EventType::Ok {
+                        EventType::Fail
+                    } else {
+                        EventType::Ok
+                    };
                 }
                 let mut value = match (&effect, f.as_str()) {
                     (Some(v), "read" | "get") => v.clone(),
@@ -155,7 +194,11 @@ fn random_history(rng: &mut Rng, max_ops: usize, kv: bool) -> History {
                     _ => input.clone(),
                 };
                 if (f == "read" || f == "get") && rng.chance(15) {
-                    value = if kv { kv_val(rng.below(3) as i64 - 1) } else { val(rng.below(3) as i64 - 1) };
+                    value = if kv {
+                        kv_val(rng.below(3) as i64 - 1)
+                    } else {
+                        val(rng.below(3) as i64 - 1)
+                    };
                 }
                 events.push(Event::new(p as u64, kind, &f, k.as_deref(), value));
                 if kind == EventType::Info {
@@ -184,7 +227,11 @@ fn parse(v: &Value) -> i64 {
 }
 
 fn verdict<M: Model>(model: &M, ops: &[Operation], single: bool) -> Verdict {
-    let options = CheckOptions { single_partition: single, threads: 1, ..CheckOptions::default() };
+    let options = CheckOptions {
+        single_partition: single,
+        threads: 1,
+        ..CheckOptions::default()
+    };
     check(model, ops, &options).unwrap().verdict
 }
 
@@ -194,17 +241,40 @@ fn run(kv: bool, seed: u64, cases: usize) {
     for case in 0..cases {
         let history = random_history(&mut rng, 8, kv);
         let ops = pair(&history).unwrap();
-        let expected = if kv { brute_force(&KvModel, &ops) } else { brute_force(&RegisterModel::cas_register(), &ops) };
-        let expected = if expected { Verdict::Linearizable } else { Verdict::Illegal };
-        let got = if kv { verdict(&KvModel, &ops, false) } else { verdict(&RegisterModel::cas_register(), &ops, false) };
+        let expected = if kv {
+            brute_force(&KvModel, &ops)
+        } else {
+            brute_force(&RegisterModel::cas_register(), &ops)
+        };
+        let expected = if expected {
+            Verdict::Linearizable
+        } else {
+            Verdict::Illegal
+        };
+        let got = if kv {
+            verdict(&KvModel, &ops, false)
+        } else {
+            verdict(&RegisterModel::cas_register(), &ops, false)
+        };
         assert_eq!(got, expected, "case {case} (seed {seed}): {ops:#?}");
         if kv {
-            assert_eq!(verdict(&KvModel, &ops, true), expected, "single partition, case {case}: {ops:#?}");
+            assert_eq!(
+                verdict(&KvModel, &ops, true),
+                expected,
+                "single partition, case {case}: {ops:#?}"
+            );
         }
-        if expected == Verdict::Linearizable { yes += 1 } else { no += 1 }
+        if expected == Verdict::Linearizable {
+            yes += 1
+        } else {
+            no += 1
+        }
     }
     // The generator must produce both kinds, or the test proves little.
-    assert!(yes > cases / 10 && no > cases / 10, "linearizable {yes}, not {no}");
+    assert!(
+        yes > cases / 10 && no > cases / 10,
+        "linearizable {yes}, not {no}"
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use d_engine_histories::{CheckOptions, Format, KvModel, Operation, Verdict, check, import, pair};
 
 fn fixture(name: &str) -> Vec<Operation> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/porcupine-kv").join(format!("{name}.txt"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/porcupine-kv")
+        .join(format!("{name}.txt"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     pair(&import::read(Format::PorcupineKv, &bytes).unwrap()).unwrap()
 }
@@ -21,7 +23,10 @@ fn verdict(name: &str, single_partition: bool) -> Verdict {
     let result = check(&KvModel, &fixture(name), &options).unwrap();
     if result.verdict == Verdict::Illegal {
         let p = result.failing_partition().unwrap();
-        assert!(!p.unplaceable.is_empty(), "{name}: an Illegal verdict names ops that cannot be placed");
+        assert!(
+            !p.unplaceable.is_empty(),
+            "{name}: an Illegal verdict names ops that cannot be placed"
+        );
         assert!(p.longest_prefix.iter().all(|op| p.ops.contains(op)));
     }
     result.verdict
@@ -51,7 +56,14 @@ fn single_partition_verdicts_match_the_readme() {
 
 #[test]
 fn fixture_sizes_match_the_readme() {
-    for (name, invocations) in [("c01-ok", 58), ("c01-bad", 38), ("c10-ok", 337), ("c10-bad", 405), ("c50-ok", 1712), ("c50-bad", 2024)] {
+    for (name, invocations) in [
+        ("c01-ok", 58),
+        ("c01-bad", 38),
+        ("c10-ok", 337),
+        ("c10-bad", 405),
+        ("c50-ok", 1712),
+        ("c50-bad", 2024),
+    ] {
         assert_eq!(fixture(name).len(), invocations, "{name}");
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use d_engine_histories::{CancelToken, CheckOptions, KvModel, RegisterModel, StopReason, Verdict, check, pair, synth};
+use d_engine_histories::{
+    CancelToken, CheckOptions, KvModel, RegisterModel, StopReason, Verdict, check, pair, synth,
+};
 
 fn check_generated(ops: usize, keys: usize, clients: usize) -> Duration {
     let history = synth::linearizable_kv(7, ops, keys, clients);
@@ -48,19 +50,28 @@ fn a_corrupted_read_in_a_big_history_is_found() {
 #[test]
 fn deadline_gives_unknown_never_illegal() {
     let ops = pair(&synth::pathological_register(40)).unwrap();
-    let options = CheckOptions { timeout: Some(Duration::from_millis(200)), ..CheckOptions::default() };
+    let options = CheckOptions {
+        timeout: Some(Duration::from_millis(200)),
+        ..CheckOptions::default()
+    };
     let start = Instant::now();
     let result = check(&RegisterModel::register(), &ops, &options).unwrap();
     assert_eq!(result.verdict, Verdict::Unknown);
     assert_eq!(result.partitions[0].reason, Some(StopReason::Deadline));
-    assert!(start.elapsed() < Duration::from_secs(3), "the deadline is honoured promptly");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the deadline is honoured promptly"
+    );
 }
 
 #[test]
 fn cancel_token_gives_unknown() {
     let ops = pair(&synth::pathological_register(40)).unwrap();
     let token = CancelToken::new();
-    let options = CheckOptions { cancel: Some(token.clone()), ..CheckOptions::default() };
+    let options = CheckOptions {
+        cancel: Some(token.clone()),
+        ..CheckOptions::default()
+    };
     let canceller = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         token.cancel();
@@ -74,7 +85,10 @@ fn cancel_token_gives_unknown() {
 #[test]
 fn memory_limit_gives_unknown() {
     let ops = pair(&synth::pathological_register(40)).unwrap();
-    let options = CheckOptions { memory_limit_bytes: 8 << 20, ..CheckOptions::default() };
+    let options = CheckOptions {
+        memory_limit_bytes: 8 << 20,
+        ..CheckOptions::default()
+    };
     let result = check(&RegisterModel::register(), &ops, &options).unwrap();
     assert_eq!(result.verdict, Verdict::Unknown);
     assert_eq!(result.partitions[0].reason, Some(StopReason::MemoryLimit));
@@ -87,6 +101,10 @@ fn small_pathological_history_is_decided() {
     let result = check(&RegisterModel::register(), &ops, &CheckOptions::default()).unwrap();
     assert_eq!(result.verdict, Verdict::Illegal);
     let failing = result.failing_partition().unwrap();
-    assert_eq!(failing.longest_prefix.len(), 8, "all writes linearize, the read cannot");
+    assert_eq!(
+        failing.longest_prefix.len(),
+        8,
+        "all writes linearize, the read cannot"
+    );
     assert_eq!(failing.unplaceable, vec![8]);
 }

@@ -122,7 +122,9 @@ fn ser_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S:
 impl CheckResult {
     /// The first partition that is not linearizable, if any.
     pub fn failing_partition(&self) -> Option<&PartitionResult> {
-        self.partitions.iter().find(|p| p.verdict == Verdict::Illegal)
+        self.partitions
+            .iter()
+            .find(|p| p.verdict == Verdict::Illegal)
     }
 }
 
@@ -137,7 +139,11 @@ struct Decoded<M: Model> {
 ///
 /// Errors only when an op cannot be decoded; a check that runs out of time
 /// returns `Ok` with verdict Unknown.
-pub fn check<M: Model>(model: &M, ops: &[Operation], options: &CheckOptions) -> Result<CheckResult, HistoryError> {
+pub fn check<M: Model>(
+    model: &M,
+    ops: &[Operation],
+    options: &CheckOptions,
+) -> Result<CheckResult, HistoryError> {
     let start = Instant::now();
     let deadline = options.timeout.map(|t| start + t);
     let (decoded, groups) = decode_and_partition(model, ops, options.single_partition)?;
@@ -188,7 +194,11 @@ pub fn check<M: Model>(model: &M, ops: &[Operation], options: &CheckOptions) -> 
             };
             let first = &ops[decoded[group[0]].op];
             PartitionResult {
-                key: if options.single_partition { None } else { first.key.clone() },
+                key: if options.single_partition {
+                    None
+                } else {
+                    first.key.clone()
+                },
                 ops: group.iter().map(|&d| decoded[d].op).collect(),
                 verdict,
                 reason,
@@ -227,7 +237,9 @@ fn decode_and_partition<M: Model>(
     let mut group_of: HashMap<u64, usize, hash::FastBuildHasher> = HashMap::default();
     let mut groups: Groups = Vec::new();
     for (i, op) in ops.iter().enumerate() {
-        let input = model.decode_input(op).map_err(|m| HistoryError::new(op.call_line, m))?;
+        let input = model
+            .decode_input(op)
+            .map_err(|m| HistoryError::new(op.call_line, m))?;
         let output = match op.status {
             Status::Fail => continue,
             Status::Info if model.is_read_only(&input) => continue,
@@ -238,13 +250,21 @@ fn decode_and_partition<M: Model>(
                     .map_err(|m| HistoryError::new(op.ret_line.unwrap_or(op.call_line), m))?,
             ),
         };
-        let part = if single { 0 } else { model.partition(op, &input) };
+        let part = if single {
+            0
+        } else {
+            model.partition(op, &input)
+        };
         let g = *group_of.entry(part).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });
         groups[g].push(decoded.len());
-        decoded.push(Decoded { op: i, input, output });
+        decoded.push(Decoded {
+            op: i,
+            input,
+            output,
+        });
     }
     groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
     Ok((decoded, groups))
@@ -280,11 +300,18 @@ fn run_pool<'a, M: Model>(
     illegal_found: &AtomicBool,
 ) -> Vec<SearchOutcome> {
     let queue = Mutex::new(Queue {
-        tasks: (0..groups.len()).map(|group| Task { group, search: None, budget: SLICE_FIRST }).collect(),
+        tasks: (0..groups.len())
+            .map(|group| Task {
+                group,
+                search: None,
+                budget: SLICE_FIRST,
+            })
+            .collect(),
         in_flight: 0,
     });
     let wake = Condvar::new();
-    let results: Mutex<Vec<Option<SearchOutcome>>> = Mutex::new((0..groups.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<SearchOutcome>>> =
+        Mutex::new((0..groups.len()).map(|_| None).collect());
     let worker = || {
         loop {
             let task = {
@@ -304,7 +331,9 @@ fn run_pool<'a, M: Model>(
                 wake.notify_all();
                 return;
             };
-            let search = task.search.get_or_insert_with(|| Search::new(model, &groups[task.group]));
+            let search = task
+                .search
+                .get_or_insert_with(|| Search::new(model, &groups[task.group]));
             let outcome = search.run(task.budget, stop);
             let mut q = queue.lock().expect("checker queue poisoned");
             q.in_flight -= 1;

@@ -186,7 +186,7 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             if self.remaining == 0 {
                 break SearchVerdict::Linearizable;
             }
-            if left % u64::from(STOP_CHECK_INTERVAL) == 0 {
+            if left.is_multiple_of(u64::from(STOP_CHECK_INTERVAL)) {
                 let bytes = self.seen.bytes() + self.states.bytes();
                 let reason = stop.check(self.reported_bytes, bytes);
                 self.reported_bytes = bytes;
@@ -210,7 +210,12 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
         } else {
             (Vec::new(), Vec::new())
         };
-        Some(SearchOutcome { verdict, longest, unplaceable, explored: self.explored })
+        Some(SearchOutcome {
+            verdict,
+            longest,
+            unplaceable,
+            explored: self.explored,
+        })
     }
 
     /// One step at the current list entry; `Some` when the search is over.
@@ -245,7 +250,14 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             // A return: its op must be linearized before anything later, and
             // every candidate before it failed, so undo the last choice.
             if self.stack.len() > self.best.len {
-                self.best.record(&self.stack, &self.entries, self.ops, &mut self.states, self.state, node);
+                self.best.record(
+                    &self.stack,
+                    &self.entries,
+                    self.ops,
+                    &mut self.states,
+                    self.state,
+                    node,
+                );
             }
             let Some((call, prev_state)) = self.stack.pop() else {
                 return Some(SearchVerdict::Illegal);
@@ -287,7 +299,10 @@ impl Best {
         ret_node: usize,
     ) {
         self.len = stack.len();
-        self.ops = stack.iter().map(|&(call, _)| entries.op[call as usize]).collect();
+        self.ops = stack
+            .iter()
+            .map(|&(call, _)| entries.op[call as usize])
+            .collect();
         self.stuck.clear();
         // Every call before the blocking return was a candidate; those the
         // model refuses are the ops that cannot be placed here.

@@ -61,7 +61,10 @@ impl SeenSet {
             i = (i + 1) & mask;
         }
         let e = self.hashes.len();
-        assert!(e < u32::MAX as usize - 1, "seen-set entry count overflows u32");
+        assert!(
+            e < u32::MAX as usize - 1,
+            "seen-set entry count overflows u32"
+        );
         self.hashes.push(hash);
         self.arena.extend_from_slice(bits);
         self.arena.push(u64::from(state));

@@ -63,7 +63,13 @@ impl<'m, M: Model> StateTable<'m, M> {
     /// The state after op number `op` (`input`/`output`) from `state`, or
     /// `None` if the model refuses it.
     #[inline]
-    pub fn step(&mut self, state: u32, op: u32, input: &M::Input, output: Option<&M::Output>) -> Option<u32> {
+    pub fn step(
+        &mut self,
+        state: u32,
+        op: u32,
+        input: &M::Input,
+        output: Option<&M::Output>,
+    ) -> Option<u32> {
         let key = (u64::from(state) << 32) | u64::from(op);
         if let Some(&next) = self.memo.get(&key) {
             return (next != NONE).then_some(next);

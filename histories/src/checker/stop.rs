@@ -65,11 +65,18 @@ impl Stop<'_> {
     /// reported `before`), so the limit covers all partitions together.
     pub fn check(&self, before: usize, bytes: usize) -> Option<StopReason> {
         let total = if bytes >= before {
-            self.memory_used.fetch_add(bytes - before, Ordering::Relaxed) + (bytes - before)
+            self.memory_used
+                .fetch_add(bytes - before, Ordering::Relaxed)
+                + (bytes - before)
         } else {
-            self.memory_used.fetch_sub(before - bytes, Ordering::Relaxed) - (before - bytes)
+            self.memory_used
+                .fetch_sub(before - bytes, Ordering::Relaxed)
+                - (before - bytes)
         };
-        if self.illegal_found.is_some_and(|f| f.load(Ordering::Relaxed)) {
+        if self
+            .illegal_found
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
             return Some(StopReason::OtherPartitionIllegal);
         }
         if self.cancel.is_some_and(CancelToken::is_cancelled) {

@@ -27,7 +27,9 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
                 None => {
                     return Err(HistoryError::new(
                         reader.line(),
-                        format!("unexpected end of input: the vector opened on line {open_line} is not closed (truncated?)"),
+                        format!(
+                            "unexpected end of input: the vector opened on line {open_line} is not closed (truncated?)"
+                        ),
                     ));
                 }
                 Some(b']') => {
@@ -43,7 +45,10 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
             }
         }
         if reader.next_value()?.is_some() {
-            return Err(HistoryError::new(reader.line(), "unexpected data after the history vector"));
+            return Err(HistoryError::new(
+                reader.line(),
+                "unexpected data after the history vector",
+            ));
         }
     } else {
         loop {
@@ -69,13 +74,18 @@ struct Builder {
 impl Builder {
     fn op(&mut self, op: &Edn, line: usize) -> Result<(), HistoryError> {
         if !matches!(op, Edn::Map(_)) {
-            return Err(HistoryError::new(line, format!("expected an op map, found {}", edn_text(op))));
+            return Err(HistoryError::new(
+                line,
+                format!("expected an op map, found {}", edn_text(op)),
+            ));
         }
         let time_ns = match op.get("time") {
             Some(Edn::Int(t)) if *t >= 0 => Some(*t as u64),
             _ => None,
         };
-        let process = op.get("process").ok_or_else(|| HistoryError::new(line, "op without :process"))?;
+        let process = op
+            .get("process")
+            .ok_or_else(|| HistoryError::new(line, "op without :process"))?;
         let Edn::Int(process) = *process else {
             self.fault(op, time_ns);
             return Ok(());
@@ -90,7 +100,8 @@ impl Builder {
             None => return Err(HistoryError::new(line, "op without :type")),
         };
         let f = match op.get("f") {
-            Some(f) => edn_name(f).ok_or_else(|| HistoryError::new(line, format!("bad :f {}", edn_text(f))))?,
+            Some(f) => edn_name(f)
+                .ok_or_else(|| HistoryError::new(line, format!("bad :f {}", edn_text(f))))?,
             None => return Err(HistoryError::new(line, "op without :f")),
         };
         let key = match op.get("key") {
@@ -109,7 +120,9 @@ impl Builder {
             f,
             key,
             value: op.get("value").map(edn_to_value).unwrap_or_default(),
-            error: op.get("error").map(|e| edn_name(e).unwrap_or_else(|| edn_text(e))),
+            error: op
+                .get("error")
+                .map(|e| edn_name(e).unwrap_or_else(|| edn_text(e))),
         };
         self.history.push(event, line);
         Ok(())
@@ -119,12 +132,16 @@ impl Builder {
     /// the pair becomes one bar in the fault lane.
     fn fault(&mut self, op: &Edn, time_ns: Option<u64>) {
         let at = time_ns.unwrap_or(self.history.events.len() as u64);
-        let kind = op.get("f").and_then(edn_name).unwrap_or_else(|| "fault".into());
+        let kind = op
+            .get("f")
+            .and_then(edn_name)
+            .unwrap_or_else(|| "fault".into());
         let value = op.get("value").filter(|v| **v != Edn::Nil);
         let targets = match value {
-            Some(Edn::Vector(items) | Edn::List(items) | Edn::Set(items)) => {
-                items.iter().map(|v| edn_name(v).unwrap_or_else(|| edn_text(v))).collect()
-            }
+            Some(Edn::Vector(items) | Edn::List(items) | Edn::Set(items)) => items
+                .iter()
+                .map(|v| edn_name(v).unwrap_or_else(|| edn_text(v)))
+                .collect(),
             _ => Vec::new(),
         };
         let detail = value.map(edn_text);
@@ -140,7 +157,13 @@ impl Builder {
             }
             self.history.nemesis.push(open);
         }
-        self.pending_fault = Some(NemesisEvent { start_ns: at, end_ns: None, kind, targets, detail });
+        self.pending_fault = Some(NemesisEvent {
+            start_ns: at,
+            end_ns: None,
+            kind,
+            targets,
+            detail,
+        });
     }
 
     fn finish(mut self) -> History {
@@ -168,13 +191,19 @@ mod tests {
         let h = read(text.as_bytes()).unwrap();
         assert_eq!(h.events.len(), 3);
         assert_eq!(h.lines, vec![2, 5, 6]);
-        assert_eq!(h.events[0].value, Value::List(vec![Value::Int(1), Value::Int(4)]));
+        assert_eq!(
+            h.events[0].value,
+            Value::List(vec![Value::Int(1), Value::Int(4)])
+        );
         assert_eq!(h.events[1].kind, EventType::Ok);
         assert_eq!(h.events[1].time_ns, Some(20));
         assert_eq!(h.nemesis.len(), 1);
         assert_eq!(h.nemesis[0].kind, "start");
         assert_eq!((h.nemesis[0].start_ns, h.nemesis[0].end_ns), (11, Some(12)));
-        assert_eq!(h.nemesis[0].targets, vec!["isolated".to_string(), "n1".to_string()]);
+        assert_eq!(
+            h.nemesis[0].targets,
+            vec!["isolated".to_string(), "n1".to_string()]
+        );
     }
 
     #[test]
@@ -189,9 +218,12 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_line() {
-        let err = read(b"[{:process 1, :type :invoke, :f :read}\n {:process 1, :type :ok").unwrap_err();
+        let err =
+            read(b"[{:process 1, :type :invoke, :f :read}\n {:process 1, :type :ok").unwrap_err();
         assert_eq!(err.line, 2);
-        let err = read(b"{:process 1, :type :invoke, :f :read}\n{:process 1, :type :done, :f :read}").unwrap_err();
+        let err =
+            read(b"{:process 1, :type :invoke, :f :read}\n{:process 1, :type :done, :f :read}")
+                .unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains(":done"));
         let err = read(b"[{:process 1, :type :invoke, :f :read}").unwrap_err();

@@ -1,12 +1,12 @@
 //! Jepsen log lines, as printed by `jepsen.util` while a test runs:
 //!
 //! ```text
-//! INFO  jepsen.util - 3	:invoke	:cas	[1 4]
-//! INFO  jepsen.util - 3	:fail	:cas	[1 4]
-//! INFO  jepsen.util - :nemesis	:info	:start	"Cut off ..."
+//! INFO  jepsen.util - 3<TAB>:invoke<TAB>:cas<TAB>[1 4]
+//! INFO  jepsen.util - 3<TAB>:fail<TAB>:cas<TAB>[1 4]
+//! INFO  jepsen.util - :nemesis<TAB>:info<TAB>:start<TAB>"Cut off ..."
 //! ```
 //!
-//! Fields are tab separated: process (last word of the first field), type, f,
+//! (`<TAB>` is a tab character.) Fields are tab separated: process (last word of the first field), type, f,
 //! value, then an optional error. Lines of any other shape are ignored, since
 //! a test log interleaves them with everything else the test prints.
 
@@ -24,10 +24,16 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
         if fields.len() < 3 {
             continue;
         }
-        let Some(mut kind) = fields[1].trim().strip_prefix(':').and_then(EventType::parse) else {
+        let Some(mut kind) = fields[1]
+            .trim()
+            .strip_prefix(':')
+            .and_then(EventType::parse)
+        else {
             continue;
         };
-        let Some(process) = fields[0].split_whitespace().last() else { continue };
+        let Some(process) = fields[0].split_whitespace().last() else {
+            continue;
+        };
         let Some(f) = fields[2].trim().strip_prefix(':').map(str::to_owned) else {
             continue;
         };
@@ -94,7 +100,10 @@ mod tests {
         let h = read(text.as_bytes()).unwrap();
         assert_eq!(h.events.len(), 4);
         assert_eq!(h.events[0].process, 3);
-        assert_eq!(h.events[0].value, Value::List(vec![Value::Int(1), Value::Int(4)]));
+        assert_eq!(
+            h.events[0].value,
+            Value::List(vec![Value::Int(1), Value::Int(4)])
+        );
         assert_eq!(h.events[1].kind, EventType::Fail);
         assert_eq!(h.events[3].kind, EventType::Info);
         assert_eq!(h.lines, vec![2, 4, 5, 6]);

@@ -79,7 +79,9 @@ pub(crate) fn edn_to_value(v: &Edn) -> Value {
         Edn::Bool(b) => Value::Bool(*b),
         Edn::Int(i) => Value::Int(*i),
         Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::Str(s.clone()),
-        Edn::Vector(items) | Edn::List(items) => Value::List(items.iter().map(edn_to_value).collect()),
+        Edn::Vector(items) | Edn::List(items) => {
+            Value::List(items.iter().map(edn_to_value).collect())
+        }
         other => Value::Str(edn_text(other)),
     }
 }
@@ -102,7 +104,10 @@ pub(crate) fn edn_text(v: &Edn) -> String {
         Edn::List(items) => format!("({})", join(items)),
         Edn::Set(items) => format!("#{{{}}}", join(items)),
         Edn::Map(entries) => {
-            let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{} {}", edn_text(k), edn_text(v))).collect();
+            let parts: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{} {}", edn_text(k), edn_text(v)))
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
         Edn::Tagged(t, v) => format!("#{t} {}", edn_text(v)),
@@ -125,9 +130,18 @@ mod tests {
     #[test]
     fn detection() {
         assert_eq!(Format::detect("h.jsonl", b""), Some(Format::Jsonl));
-        assert_eq!(Format::detect("x", b"\n{\"process\":1}"), Some(Format::Jsonl));
-        assert_eq!(Format::detect("x.txt", b"{:process 0, :type :invoke}"), Some(Format::JepsenEdn));
-        assert_eq!(Format::detect("x", b"INFO x - 3\t:invoke\t:read\tnil\n"), Some(Format::JepsenLog));
+        assert_eq!(
+            Format::detect("x", b"\n{\"process\":1}"),
+            Some(Format::Jsonl)
+        );
+        assert_eq!(
+            Format::detect("x.txt", b"{:process 0, :type :invoke}"),
+            Some(Format::JepsenEdn)
+        );
+        assert_eq!(
+            Format::detect("x", b"INFO x - 3\t:invoke\t:read\tnil\n"),
+            Some(Format::JepsenLog)
+        );
         assert_eq!(Format::detect("x", b"hello"), None);
     }
 }

@@ -15,7 +15,10 @@ pub struct Keyed<V> {
 
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
-        Keyed { first: None, rest: Vec::new() }
+        Keyed {
+            first: None,
+            rest: Vec::new(),
+        }
     }
 }
 
@@ -37,9 +40,17 @@ impl<V: Clone + PartialEq + Default> Keyed<V> {
         let is_default = value == V::default();
         // Fast path: at most one key, and it is this one (or there is none).
         if self.rest.is_empty() && self.first.as_ref().is_none_or(|(k, _)| *k == key) {
-            return Keyed { first: (!is_default).then_some((key, value)), rest: Vec::new() };
+            return Keyed {
+                first: (!is_default).then_some((key, value)),
+                rest: Vec::new(),
+            };
         }
-        let mut all: Vec<(u32, V)> = self.first.iter().cloned().chain(self.rest.iter().cloned()).collect();
+        let mut all: Vec<(u32, V)> = self
+            .first
+            .iter()
+            .cloned()
+            .chain(self.rest.iter().cloned())
+            .collect();
         match all.binary_search_by_key(&key, |(k, _)| *k) {
             Ok(i) if is_default => {
                 all.remove(i);
@@ -50,7 +61,10 @@ impl<V: Clone + PartialEq + Default> Keyed<V> {
         }
         let mut it = all.into_iter();
         let first = it.next();
-        Keyed { first, rest: it.collect() }
+        Keyed {
+            first,
+            rest: it.collect(),
+        }
     }
 }
 

@@ -16,11 +16,25 @@ pub struct KvModel;
 /// Arguments carry their hash (see [`KvValue`]), computed once here.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KvInput {
-    Get { key: u32 },
-    Put { key: u32, value: KvText },
-    Append { key: u32, value: KvText },
-    Delete { key: u32 },
-    Cas { key: u32, expected: KvText, new: KvText },
+    Get {
+        key: u32,
+    },
+    Put {
+        key: u32,
+        value: KvText,
+    },
+    Append {
+        key: u32,
+        value: KvText,
+    },
+    Delete {
+        key: u32,
+    },
+    Cas {
+        key: u32,
+        expected: KvText,
+        new: KvText,
+    },
 }
 
 fn text(v: &Value) -> Result<KvText, String> {
@@ -53,8 +67,14 @@ impl Model for KvModel {
         }
         match op.f.as_str() {
             "get" | "read" => Ok(KvInput::Get { key }),
-            "put" | "write" => Ok(KvInput::Put { key, value: text(&op.input)? }),
-            "append" => Ok(KvInput::Append { key, value: text(&op.input)? }),
+            "put" | "write" => Ok(KvInput::Put {
+                key,
+                value: text(&op.input)?,
+            }),
+            "append" => Ok(KvInput::Append {
+                key,
+                value: text(&op.input)?,
+            }),
             "delete" => Ok(KvInput::Delete { key }),
             "cas" => match &op.input {
                 Value::List(pair) if pair.len() == 2 => Ok(KvInput::Cas {
@@ -76,7 +96,12 @@ impl Model for KvModel {
         }
     }
 
-    fn step(&self, state: &Self::State, input: &KvInput, output: Option<&KvText>) -> Option<Self::State> {
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &KvInput,
+        output: Option<&KvText>,
+    ) -> Option<Self::State> {
         let empty = KvValue::default();
         let current = |key| state.get(key).unwrap_or(&empty);
         match input {
@@ -116,12 +141,40 @@ mod tests {
     fn append_then_get() {
         let m = KvModel;
         let s = m.init();
-        let s = m.step(&s, &KvInput::Append { key: 1, value: t("ab") }, None).unwrap();
-        let s = m.step(&s, &KvInput::Append { key: 1, value: t("c") }, None).unwrap();
-        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&t("abc"))).is_some());
-        assert!(m.step(&s, &KvInput::Get { key: 1 }, Some(&t("ab"))).is_none());
+        let s = m
+            .step(
+                &s,
+                &KvInput::Append {
+                    key: 1,
+                    value: t("ab"),
+                },
+                None,
+            )
+            .unwrap();
+        let s = m
+            .step(
+                &s,
+                &KvInput::Append {
+                    key: 1,
+                    value: t("c"),
+                },
+                None,
+            )
+            .unwrap();
+        assert!(
+            m.step(&s, &KvInput::Get { key: 1 }, Some(&t("abc")))
+                .is_some()
+        );
+        assert!(
+            m.step(&s, &KvInput::Get { key: 1 }, Some(&t("ab")))
+                .is_none()
+        );
         assert!(m.step(&s, &KvInput::Get { key: 2 }, Some(&t(""))).is_some());
-        let cas = KvInput::Cas { key: 1, expected: t("abc"), new: t("z") };
+        let cas = KvInput::Cas {
+            key: 1,
+            expected: t("abc"),
+            new: t("z"),
+        };
         let z = m.step(&s, &cas, Some(&t(""))).unwrap();
         assert!(m.step(&z, &cas, Some(&t(""))).is_none());
         let s = m.step(&s, &KvInput::Delete { key: 1 }, None).unwrap();

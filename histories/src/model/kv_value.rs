@@ -32,7 +32,11 @@ impl KvText {
             hash = hash.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
             pow = pow.wrapping_mul(BASE);
         }
-        KvText { text: Arc::from(text), hash, pow }
+        KvText {
+            text: Arc::from(text),
+            hash,
+            pow,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,7 +91,10 @@ impl KvValue {
         KvValue {
             len: text.text.len(),
             hash: text.hash,
-            last: Some(Arc::new(Piece { text: text.text.clone(), prev: None })),
+            last: Some(Arc::new(Piece {
+                text: text.text.clone(),
+                prev: None,
+            })),
         }
     }
 
@@ -99,7 +106,10 @@ impl KvValue {
         KvValue {
             len: self.len + text.text.len(),
             hash: self.hash.wrapping_mul(text.pow).wrapping_add(text.hash),
-            last: Some(Arc::new(Piece { text: text.text.clone(), prev: self.last.clone() })),
+            last: Some(Arc::new(Piece {
+                text: text.text.clone(),
+                prev: self.last.clone(),
+            })),
         }
     }
 
@@ -129,7 +139,10 @@ impl KvValue {
 
 /// Compares two byte sequences given as pieces from the end, without
 /// joining them. The caller has checked the lengths are equal.
-fn same_bytes_rev<'a>(mut a: impl Iterator<Item = &'a [u8]>, mut b: impl Iterator<Item = &'a [u8]>) -> bool {
+fn same_bytes_rev<'a>(
+    mut a: impl Iterator<Item = &'a [u8]>,
+    mut b: impl Iterator<Item = &'a [u8]>,
+) -> bool {
     let (mut x, mut y): (&[u8], &[u8]) = (&[], &[]);
     loop {
         while x.is_empty() {

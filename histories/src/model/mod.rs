@@ -80,7 +80,12 @@ pub trait Model: Sync {
     /// unknown (`info`): then any result is acceptable, and `step` should
     /// return `Some` unless the op cannot happen at all in `state`.
     /// Returns `None` if the op cannot return `output` in `state`.
-    fn step(&self, state: &Self::State, input: &Self::Input, output: Option<&Self::Output>) -> Option<Self::State>;
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+    ) -> Option<Self::State>;
 
     /// Which independent sub-history the op belongs to (P-compositionality).
     /// Ops in different partitions are checked apart. The default is one

@@ -26,9 +26,18 @@ impl RegisterModel {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisterInput {
-    Read { key: u32 },
-    Write { key: u32, value: Value },
-    Cas { key: u32, expected: Value, new: Value },
+    Read {
+        key: u32,
+    },
+    Write {
+        key: u32,
+        value: Value,
+    },
+    Cas {
+        key: u32,
+        expected: Value,
+        new: Value,
+    },
 }
 
 impl Model for RegisterModel {
@@ -48,7 +57,10 @@ impl Model for RegisterModel {
         let key = op.key_id;
         match op.f.as_str() {
             "read" | "r" => Ok(RegisterInput::Read { key }),
-            "write" | "w" => Ok(RegisterInput::Write { key, value: op.input.clone() }),
+            "write" | "w" => Ok(RegisterInput::Write {
+                key,
+                value: op.input.clone(),
+            }),
             "cas" if self.cas => match &op.input {
                 Value::List(pair) if pair.len() == 2 => Ok(RegisterInput::Cas {
                     key,
@@ -57,7 +69,10 @@ impl Model for RegisterModel {
                 }),
                 other => Err(format!("cas needs [expected new], found {other}")),
             },
-            other => Err(format!("unknown operation {other:?} for the {} model", self.name())),
+            other => Err(format!(
+                "unknown operation {other:?} for the {} model",
+                self.name()
+            )),
         }
     }
 
@@ -65,7 +80,12 @@ impl Model for RegisterModel {
         Ok(value.clone())
     }
 
-    fn step(&self, state: &Keyed<Value>, input: &RegisterInput, output: Option<&Value>) -> Option<Keyed<Value>> {
+    fn step(
+        &self,
+        state: &Keyed<Value>,
+        input: &RegisterInput,
+        output: Option<&Value>,
+    ) -> Option<Keyed<Value>> {
         let current = |key| state.get(key).unwrap_or(&Value::Nil);
         match input {
             RegisterInput::Read { key } => match output {
@@ -99,9 +119,16 @@ mod tests {
     fn cas_semantics() {
         let m = RegisterModel::cas_register();
         let s0 = m.init();
-        let w = RegisterInput::Write { key: 0, value: 1.into() };
+        let w = RegisterInput::Write {
+            key: 0,
+            value: 1.into(),
+        };
         let s1 = m.step(&s0, &w, None).unwrap();
-        let cas = RegisterInput::Cas { key: 0, expected: 1.into(), new: 4.into() };
+        let cas = RegisterInput::Cas {
+            key: 0,
+            expected: 1.into(),
+            new: 4.into(),
+        };
         let s2 = m.step(&s1, &cas, Some(&Value::Nil)).unwrap();
         assert!(m.step(&s2, &cas, Some(&Value::Nil)).is_none());
         assert_eq!(m.step(&s2, &cas, None), Some(s2.clone()));
