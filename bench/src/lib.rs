@@ -26,6 +26,7 @@
 
 pub mod compare;
 pub mod floors;
+pub mod local;
 pub mod output;
 pub mod progress;
 pub mod rng;

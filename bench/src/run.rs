@@ -40,10 +40,10 @@ impl TargetSpec {
     }
 }
 
-/// A source of per-node peak memory, called once a target's run ends (a local
-/// cluster launcher knows its processes; otherwise the endpoints' listeners are looked
-/// up in /proc).
-pub type MemorySource = Arc<dyn Fn() -> Vec<NodeMemory> + Send + Sync>;
+/// A source of per-node peak memory, called with the target's name once its run ends
+/// (a local cluster launcher knows its processes). Where it returns `None`, the
+/// endpoints' listeners are looked up in /proc.
+pub type MemorySource = Arc<dyn Fn(&str) -> Option<Vec<NodeMemory>> + Send + Sync>;
 
 /// Settings of a run besides the target.
 #[derive(Clone)]
@@ -269,8 +269,8 @@ impl TargetRun {
             summary.error = Some(f);
         }
         summary.floors = self.floors.clone();
-        summary.nodes = match &opts.memory {
-            Some(source) => source(),
+        summary.nodes = match opts.memory.as_ref().and_then(|m| m(self.spec.name())) {
+            Some(nodes) => nodes,
             None => self
                 .spec
                 .endpoints()

@@ -14,9 +14,9 @@ use d_engine_bench::{
 };
 
 fn etcd_binary() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
+    let candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     std::iter::once(PathBuf::from("/usr/bin/etcd"))
         .chain(candidates)
         .find(|p| p.is_file())

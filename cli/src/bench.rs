@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use d_engine_bench::local::{LocalClusters, parse_local};
 use d_engine_bench::progress::ProgressMode;
 use d_engine_bench::{
     CompareSpec, Consistency, Distribution, Load, RunOptions, RunSpec, StopAt, TargetSpec,
@@ -60,7 +61,8 @@ pub struct RunArgs {
     /// d-engine endpoints (for compare, or instead of --endpoints).
     #[arg(long, value_delimiter = ',')]
     pub dengine_endpoints: Vec<String>,
-    /// Start a local cluster of N nodes per target (local:N) instead of given endpoints.
+    /// Start a fresh local cluster of N nodes per target (local:N, under the run
+    /// directory, stopped at the end) instead of given endpoints.
     #[arg(long)]
     pub cluster: Option<String>,
     /// write, read, mixed or cas.
@@ -203,36 +205,43 @@ fn options(a: &RunArgs, out: &std::path::Path) -> anyhow::Result<RunOptions> {
     Ok(o)
 }
 
-fn target_spec(name: &str, endpoints: &[String], a: &RunArgs) -> anyhow::Result<TargetSpec> {
-    if a.cluster.is_some() {
-        bail!(
-            "--cluster local:N is not available yet (it needs the local cluster launcher); \
-             start the nodes yourself and pass --endpoints"
-        );
-    }
-    let pick = |own: &[String]| -> Vec<String> {
-        if endpoints.is_empty() {
-            own.to_vec()
-        } else {
-            endpoints.to_vec()
-        }
-    };
-    let spec = match name {
-        "noop" => TargetSpec::Noop,
-        "etcd" => TargetSpec::Etcd {
-            endpoints: pick(&a.etcd_endpoints),
-        },
-        _ => TargetSpec::Dengine {
-            endpoints: pick(&a.dengine_endpoints),
-        },
-    };
-    if name != "noop" && spec.endpoints().is_empty() {
-        bail!("target {name} needs endpoints (--endpoints or --{name}-endpoints)");
-    }
+/// The target `name`: given endpoints, or a fresh local cluster with `--cluster local:N`.
+async fn target_spec(
+    name: &str,
+    endpoints: &[String],
+    a: &RunArgs,
+    clusters: &LocalClusters,
+    out: &std::path::Path,
+) -> anyhow::Result<TargetSpec> {
     if name == "etcd" && a.consistency == "lease" {
         bail!("etcd has no lease reads: use --consistency linearizable or serializable");
     }
-    Ok(spec)
+    if name == "noop" {
+        return Ok(TargetSpec::Noop);
+    }
+    if let Some(c) = &a.cluster {
+        let nodes = parse_local(c)?;
+        return clusters.start(name, nodes, out).await;
+    }
+    let own = if name == "etcd" {
+        &a.etcd_endpoints
+    } else {
+        &a.dengine_endpoints
+    };
+    let endpoints = if endpoints.is_empty() { own } else { endpoints };
+    if endpoints.is_empty() {
+        bail!(
+            "target {name} needs endpoints (--endpoints, --{name}-endpoints or --cluster local:N)"
+        );
+    }
+    Ok(match name {
+        "etcd" => TargetSpec::Etcd {
+            endpoints: endpoints.to_vec(),
+        },
+        _ => TargetSpec::Dengine {
+            endpoints: endpoints.to_vec(),
+        },
+    })
 }
 
 fn default_out() -> PathBuf {
@@ -252,17 +261,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
 }
 
 async fn run_async(args: BenchArgs) -> anyhow::Result<u8> {
+    let clusters = LocalClusters::default();
+    let result = run_with(args, &clusters).await;
+    // Whatever happened, no node process outlives the command.
+    clusters.stop().await;
+    result
+}
+
+async fn run_with(args: BenchArgs, clusters: &LocalClusters) -> anyhow::Result<u8> {
     match args.command {
         Some(BenchCommand::Compare(c)) => {
             let out = c.run.out.clone().unwrap_or_else(default_out);
-            let targets = c
-                .targets
-                .iter()
-                .map(|t| target_spec(t, &[], &c.run))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut targets = Vec::new();
+            for t in &c.targets {
+                targets.push(target_spec(t, &[], &c.run, clusters, &out).await?);
+            }
+            let mut options = options(&c.run, &out)?;
+            options.memory = Some(clusters.memory());
             let spec = CompareSpec {
                 targets,
-                options: options(&c.run, &out)?,
+                options,
                 rounds: c.rounds,
             };
             let (outcomes, table) = d_engine_bench::compare(&spec, &out).await?;
@@ -272,8 +290,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<u8> {
         }
         None => {
             let out = args.run.out.clone().unwrap_or_else(default_out);
-            let target = target_spec(&args.target, &args.endpoints, &args.run)?;
-            let opts = options(&args.run, &out)?;
+            let target =
+                target_spec(&args.target, &args.endpoints, &args.run, clusters, &out).await?;
+            let mut opts = options(&args.run, &out)?;
+            opts.memory = Some(clusters.memory());
             let outcome = d_engine_bench::run_to_dir(&target, &opts, &out).await?;
             let s = &outcome.summary;
             println!(
