@@ -3,6 +3,7 @@
 //! built and run while the full CLI, which needs the engine, is in flux.
 //!
 //! `cargo run -p d-engine-chaos --example chaos_cli -- --target etcd --duration 15s`
+//! `DENGINE=target/debug/examples/chaos_cli ci/chaos-suite.sh etcd`
 
 use clap::Parser;
 
@@ -17,7 +18,12 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Accept `chaos_cli chaos --flags` too, so scripts written for
+    // `dengine chaos` (ci/chaos-suite.sh with DENGINE=this) run unchanged.
+    let args = std::env::args()
+        .enumerate()
+        .filter(|(i, a)| !(*i == 1 && a == "chaos"));
+    let cli = Cli::parse_from(args.map(|(_, a)| a));
     match chaos::run(cli.args) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

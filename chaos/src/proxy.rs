@@ -271,7 +271,11 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
+                let Ok((client, _)) = accepted else {
+                    // Out of descriptors, most likely: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 seq += 1;
                 ctl.stats.connections.fetch_add(1, Ordering::Relaxed);
                 let seed = seq ^ ((dst as u64) << 48) ^ Rng::seed_from_time();

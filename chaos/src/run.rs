@@ -101,6 +101,9 @@ pub struct Summary {
     /// to the end of the recovery check.
     pub longest_unavailability_ms: u64,
     pub longest_unavailability_at_ms: u64,
+    /// Every stretch of at least a second with no successful op:
+    /// `[start_ms, length_ms]`.
+    pub unavailability_windows_ms: Vec<(u64, u64)>,
     pub recovered: bool,
     /// Time from the heal to the first committed write.
     pub recovery_ms: Option<u64>,
@@ -204,6 +207,11 @@ async fn drive(
     let end_ns = recorder.now_ns();
     recorder.flush()?;
     let (gap_ns, gap_at_ns) = recorder.longest_gap_ns(0, end_ns);
+    let windows: Vec<(u64, u64)> = recorder
+        .gaps_ns(0, end_ns, 1_000_000_000)
+        .into_iter()
+        .map(|(at, len)| (at / 1_000_000, len / 1_000_000))
+        .collect();
 
     let check_started = Instant::now();
     let bytes = std::fs::read(cfg.out.join("history.jsonl"))?;
@@ -254,6 +262,7 @@ async fn drive(
         faults,
         longest_unavailability_ms: gap_ns / 1_000_000,
         longest_unavailability_at_ms: gap_at_ns / 1_000_000,
+        unavailability_windows_ms: windows,
         recovered,
         recovery_ms,
         final_reads,

@@ -149,6 +149,15 @@ impl Recorder {
     /// The longest time with no successful op between `from_ns` and `to_ns`:
     /// (length, start), in nanoseconds since t0.
     pub fn longest_gap_ns(&self, from_ns: u64, to_ns: u64) -> (u64, u64) {
+        self.gaps_ns(from_ns, to_ns, 0)
+            .into_iter()
+            .max_by_key(|&(_, len)| len)
+            .map_or((0, from_ns), |(at, len)| (len, at))
+    }
+
+    /// Every stretch of at least `min_ns` with no successful op between
+    /// `from_ns` and `to_ns`: (start, length), in nanoseconds since t0.
+    pub fn gaps_ns(&self, from_ns: u64, to_ns: u64, min_ns: u64) -> Vec<(u64, u64)> {
         let mut times: Vec<u64> = self
             .lock()
             .1
@@ -158,15 +167,15 @@ impl Recorder {
             .filter(|t| (from_ns..=to_ns).contains(t))
             .collect();
         times.sort_unstable();
-        let mut best = (0, from_ns);
+        let mut out = Vec::new();
         let mut prev = from_ns;
         for t in times.into_iter().chain(std::iter::once(to_ns)) {
-            if t - prev > best.0 {
-                best = (t - prev, prev);
+            if t - prev >= min_ns {
+                out.push((prev, t - prev));
             }
             prev = t;
         }
-        best
+        out
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -415,4 +424,20 @@ pub async fn final_reads(
         }
     });
     join_all(reads).await.into_iter().filter(|ok| *ok).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_between_successful_ops() {
+        let path = std::env::temp_dir().join(format!("chaos-gaps-{}.jsonl", std::process::id()));
+        let rec = Recorder::create(&path, Instant::now()).unwrap();
+        rec.lock().1.ok_times_ns = vec![5, 10, 40, 42, 90];
+        assert_eq!(rec.gaps_ns(0, 100, 20), vec![(10, 30), (42, 48)]);
+        assert_eq!(rec.longest_gap_ns(0, 100), (48, 42));
+        assert_eq!(rec.longest_gap_ns(0, 100).0, 48);
+        let _ = std::fs::remove_file(&path);
+    }
 }
