@@ -3,7 +3,9 @@
 //! - `append/*`: file-log append throughput with group commit against a raw
 //!   `write + fdatasync` loop of the same batch sizes on the same disk. `serial` waits
 //!   for each append before the next (one fsync per batch, like the raw loop);
-//!   `pipelined` keeps 8 appends in flight, which group commit merges.
+//!   `pipelined` keeps 8 appends in flight, which group commit merges. Two baselines:
+//!   `raw_write_fdatasync` appends to a growing file; `raw_prealloc_fdatasync`
+//!   overwrites a preallocated one (the faster pattern the log uses).
 //! - `recovery/*`: opening a 1,000,000-entry log (scan + checksum of every record),
 //!   and opening plus reading every entry back (what a restarting node does).
 //! - the RocksDB backend on the same workloads (with `--features rocksdb`).
@@ -79,6 +81,39 @@ fn raw_loop(dir: &Path, n: u64, iters: u64) -> Duration {
     t
 }
 
+/// The stronger baseline: the same loop overwriting a preallocated (zero-filled,
+/// synced) file, which is what the log does; preallocation is not timed.
+fn raw_prealloc_loop(dir: &Path, n: u64, iters: u64) -> Duration {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(format!("raw-prealloc-{n}-{iters}"));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let buf = vec![0x5au8; record_bytes() * n as usize];
+    let zeros = vec![0u8; 1 << 20];
+    let total = (buf.len() as u64) * iters;
+    let mut off = 0;
+    while off < total {
+        let k = zeros.len().min((total - off) as usize);
+        f.write_all_at(&zeros[..k], off).unwrap();
+        off += k as u64;
+    }
+    f.sync_all().unwrap();
+    let start = Instant::now();
+    for i in 0..iters {
+        f.write_all_at(&buf, i * buf.len() as u64).unwrap();
+        f.sync_data().unwrap();
+    }
+    let t = start.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    t
+}
+
 /// Appends `iters` batches of `n`, with at most `depth` in flight.
 fn engine_loop(e: &dyn StorageEngine, n: u64, iters: u64, depth: usize) -> Duration {
     let (tx, rx) = mpsc::channel();
@@ -122,6 +157,11 @@ fn append(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("raw_write_fdatasync", n), &n, |b, &n| {
             b.iter_custom(|iters| raw_loop(&dir, n, iters))
         });
+        g.bench_with_input(
+            BenchmarkId::new("raw_prealloc_fdatasync", n),
+            &n,
+            |b, &n| b.iter_custom(|iters| raw_prealloc_loop(&dir, n, iters)),
+        );
         g.bench_with_input(BenchmarkId::new("file_serial", n), &n, |b, &n| {
             b.iter_custom(|iters| engine_loop(&file, n, iters, 1))
         });
@@ -220,5 +260,89 @@ fn recovery(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, append, recovery);
+/// Raw loops and the engine measured in alternating short blocks, so that disk
+/// contention from other processes (this machine is shared) hits all of them alike.
+/// Prints throughput ratios; criterion's separate runs above can drift apart.
+fn paired(_c: &mut Criterion) {
+    use std::os::unix::fs::FileExt;
+    const ROUNDS: u64 = 30;
+    const BLOCK: u64 = 20;
+    let dir = bench_dir("paired");
+    let engine = FileStorageEngine::new(dir.join("file")).unwrap();
+    eprintln!("\npaired comparison ({ROUNDS} rounds of {BLOCK} batches each, alternating):");
+    eprintln!(
+        "{:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>10}",
+        "batch",
+        "raw_append_us",
+        "raw_prealloc_us",
+        "file_serial_us",
+        "file_pipe_us",
+        "ser/app",
+        "ser/pre",
+        "pipe/app",
+        "pipe/pre"
+    );
+    for n in BATCHES {
+        let buf = vec![0x5au8; record_bytes() * n as usize];
+        let mut append_file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(dir.join("raw-append"))
+            .unwrap();
+        let pre = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(dir.join("raw-prealloc"))
+            .unwrap();
+        let total = buf.len() as u64 * ROUNDS * BLOCK;
+        let zeros = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < total {
+            let k = zeros.len().min((total - off) as usize);
+            pre.write_all_at(&zeros[..k], off).unwrap();
+            off += k as u64;
+        }
+        pre.sync_all().unwrap();
+        let (mut t_app, mut t_pre, mut t_ser, mut t_pipe) = Default::default();
+        let mut pre_off = 0u64;
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            for _ in 0..BLOCK {
+                append_file.write_all(&buf).unwrap();
+                append_file.sync_data().unwrap();
+            }
+            t_app += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..BLOCK {
+                pre.write_all_at(&buf, pre_off).unwrap();
+                pre.sync_data().unwrap();
+                pre_off += buf.len() as u64;
+            }
+            t_pre += t.elapsed();
+            t_ser += engine_loop(&engine, n, BLOCK, 1);
+            t_pipe += engine_loop(&engine, n, BLOCK, PIPELINE_DEPTH);
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / (ROUNDS * BLOCK) as f64;
+        let ratio = |engine: Duration, raw: Duration| raw.as_secs_f64() / engine.as_secs_f64();
+        let t_app: Duration = t_app;
+        eprintln!(
+            "{n:>6} {:>14.1} {:>14.1} {:>14.1} {:>14.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            per(t_app),
+            per(t_pre),
+            per(t_ser),
+            per(t_pipe),
+            ratio(t_ser, t_app),
+            ratio(t_ser, t_pre),
+            ratio(t_pipe, t_app),
+            ratio(t_pipe, t_pre),
+        );
+    }
+    eprintln!("(ratios = engine throughput / raw throughput; >= 0.90 is the target)\n");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, paired, append, recovery);
 criterion_main!(benches);

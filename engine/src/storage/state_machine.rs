@@ -60,8 +60,11 @@ pub trait StateMachine: Send + Sync + 'static {
         self.applied().last_index
     }
 
-    /// What the newest durable snapshot covers: the log must be replayed from
-    /// `last_index + 1` after a restart. Index 0 when there is none.
+    /// What the newest durable snapshot covers (index 0 when there is none). The log
+    /// may be purged only up to `durable_meta().last_index`. After a restart
+    /// `last_applied() >= durable_meta().last_index` (equal for the file backend, which
+    /// is durable only through snapshots; RocksDB keeps every applied batch), and the
+    /// node replays the log from `last_applied() + 1`.
     fn durable_meta(&self) -> SnapshotMeta;
 
     /// Makes the current applied state durable as a snapshot (data, session table and

@@ -289,6 +289,10 @@ impl Writer {
         }) {
             return done(Err(e));
         }
+        // Range deletions are kept bounded and rare (only real overwrites): RocksDB
+        // fragments overlapping range tombstones, and one per append made memory grow
+        // quadratically.
+        let old_last = self.last_index;
         if let Some(first) = entries.first() {
             if first.index <= self.last_index {
                 // Overwrites go through the durable view: flush what is staged first.
@@ -312,9 +316,11 @@ impl Writer {
                 Ok(cf) => cf,
                 Err(e) => return done(Err(e)),
             };
-            // Drop any old suffix, then write the new entries.
-            g.batch
-                .delete_range_cf(log, index_key(first.index), index_key(u64::MAX));
+            // Drop the old suffix, if any, then write the new entries.
+            if first.index <= old_last {
+                g.batch
+                    .delete_range_cf(log, index_key(first.index), index_key(old_last + 1));
+            }
             for e in &entries {
                 g.batch
                     .put_cf(log, index_key(e.index), codec::encode_entry(e));
@@ -392,7 +398,7 @@ impl Writer {
         batch.delete_range_cf(
             self.shared.cf(CF_LOG)?,
             index_key(from),
-            index_key(u64::MAX),
+            index_key(self.last_index + 1),
         );
         self.write(batch)?;
         let mut view = self.shared.view.write().unwrap_or_else(|e| e.into_inner());
@@ -410,12 +416,16 @@ impl Writer {
         let keeps_suffix = self.shared.read().term(snap.last_index).ok() == Some(snap.last_term);
         let mut batch = WriteBatch::default();
         let log = self.shared.cf(CF_LOG)?;
+        // Ranges start at the old first index, so successive purges do not overlap.
+        let from = self.snapshot.last_index + 1;
         let end = if keeps_suffix {
             snap.last_index + 1
         } else {
-            u64::MAX
+            self.last_index + 1
         };
-        batch.delete_range_cf(log, index_key(0), index_key(end));
+        if from < end {
+            batch.delete_range_cf(log, index_key(from), index_key(end));
+        }
         batch.put_cf(
             self.shared.cf(CF_META)?,
             KEY_SNAPSHOT,
