@@ -10,9 +10,10 @@ use crate::floors;
 use crate::output::IntervalSink;
 use crate::progress::{Progress, ProgressMode};
 use crate::rss;
-use crate::runner::{Measured, RunSpec, SinkAt, StopAt, run_load};
+use crate::runner::{Load, Measured, RunSpec, SinkAt, StopAt, run_load};
 use crate::summary::{Floors, NodeMemory, Summary};
 use crate::target::{DengineTarget, EtcdTarget, NoopTarget, Target, TargetError};
+use crate::workload::{Distribution, WorkloadKind};
 
 /// Which system to drive, and where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// Per-node memory; `None` = look the endpoints up in /proc.
     pub memory: Option<MemorySource>,
+    /// Before the first round, write every key once (not measured), so reads find
+    /// values of the configured size.
+    pub preload: bool,
 }
 
 impl RunOptions {
@@ -64,6 +68,7 @@ impl RunOptions {
             floors_dir: None,
             progress: ProgressMode::Auto,
             memory: None,
+            preload: false,
         }
     }
 }
@@ -183,7 +188,7 @@ impl TargetRun {
             dir: dir.to_path_buf(),
             sink,
             base,
-            measured: Measured::empty(matches!(run.load, crate::runner::Load::Open { .. })),
+            measured: Measured::empty(matches!(run.load, Load::Open { .. })),
             rounds: 0,
             floors,
             failed: None,
@@ -219,6 +224,9 @@ impl TargetRun {
             self.failed = Some(msg.clone());
             return Err(msg);
         }
+        if opts.preload && self.rounds == 0 {
+            self.preload(target, opts).await?;
+        }
         let mut spec = opts.spec.clone();
         spec.stop = stop;
         spec.seed = spec.seed.wrapping_add(u64::from(self.rounds));
@@ -248,6 +256,48 @@ impl TargetRun {
         self.measured.merge(&m);
         if let Some(a) = aborted {
             let msg = format!("{} failed during the run: {a}", self.label);
+            self.failed = Some(msg.clone());
+            return Err(msg);
+        }
+        Ok(())
+    }
+
+    /// Writes every key once, sequentially, with the run's clients; outputs go to
+    /// `preload/` and do not count.
+    async fn preload<T: Target>(
+        &mut self,
+        target: &Arc<T>,
+        opts: &RunOptions,
+    ) -> Result<(), String> {
+        let mut spec = opts.spec.clone();
+        spec.workload.kind = WorkloadKind::Write;
+        spec.workload.distribution = Distribution::Sequential;
+        spec.stop = StopAt::Ops(spec.workload.keys);
+        spec.warmup = Duration::ZERO;
+        if let Load::Open { max_in_flight, .. } = spec.load {
+            spec.load = Load::Closed {
+                clients: max_in_flight,
+            };
+        }
+        let dir = self.dir.join("preload");
+        let fail = |e: String| format!("{}: preload: {e}", self.label);
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        let mut sink = IntervalSink::create(&dir, SystemTime::now(), "preload")
+            .map_err(|e| fail(e.to_string()))?;
+        let progress = Progress::new(opts.progress, &format!("{} preload", self.label), None);
+        let sink = SinkAt {
+            sink: &mut sink,
+            base: SystemTime::now(),
+            first_second: 0,
+        };
+        let m = run_load(target.clone(), &spec, sink, &progress).await;
+        progress.finish(&format!(
+            "preloaded {} keys, {} errors",
+            m.ops,
+            m.error_total()
+        ));
+        if let Some(a) = m.aborted {
+            let msg = fail(a);
             self.failed = Some(msg.clone());
             return Err(msg);
         }

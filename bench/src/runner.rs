@@ -123,7 +123,8 @@ impl RunSpec {
 /// What one worker has recorded since the collector last drained it.
 struct WorkerStats {
     latency: Histogram<u64>,
-    service: Histogram<u64>,
+    /// Open loop only (a histogram is ~190 KB; closed-loop workers do without).
+    service: Option<Histogram<u64>>,
     ops: u64,
     errors: [u64; 5],
     reads: u64,
@@ -133,10 +134,10 @@ struct WorkerStats {
 }
 
 impl WorkerStats {
-    fn new() -> WorkerStats {
+    fn new(open: bool) -> WorkerStats {
         WorkerStats {
             latency: new_histogram(),
-            service: new_histogram(),
+            service: open.then(new_histogram),
             ops: 0,
             errors: [0; 5],
             reads: 0,
@@ -164,6 +165,7 @@ struct Shared {
     op_target: Option<u64>,
     op_timeout: Duration,
     cas_hints: Option<Arc<CasHints>>,
+    sequence: Arc<AtomicU64>,
 }
 
 /// The merged result of a run (or of one round of a compare).
@@ -274,7 +276,7 @@ pub async fn run_load<T: Target>(
     let workers = spec.load.workers();
     let shared = Arc::new(Shared {
         stats: (0..workers)
-            .map(|_| Mutex::new(WorkerStats::new()))
+            .map(|_| Mutex::new(WorkerStats::new(matches!(spec.load, Load::Open { .. }))))
             .collect(),
         stop: AtomicBool::new(false),
         issued: AtomicU64::new(0),
@@ -288,6 +290,7 @@ pub async fn run_load<T: Target>(
         op_timeout: spec.op_timeout,
         cas_hints: (spec.workload.kind == WorkloadKind::Cas)
             .then(|| CasHints::new(spec.workload.keys)),
+        sequence: Arc::new(AtomicU64::new(0)),
     });
     let mut set = JoinSet::new();
     let mut pacer = None;
@@ -337,6 +340,7 @@ fn generator(spec: &RunSpec, shared: &Shared, w: usize) -> OpGenerator {
         spec.load.workers() as u64,
         shared.cas_hints.clone(),
     )
+    .with_shared_sequence(shared.sequence.clone())
 }
 
 /// Closed loop: send, wait, repeat until told or timed out.
@@ -512,7 +516,9 @@ fn record(
         Ok(kind) => {
             s.ops += 1;
             s.latency.saturating_record(micros(done - intended));
-            s.service.saturating_record(micros(done - sent));
+            if let Some(h) = &mut s.service {
+                h.saturating_record(micros(done - sent));
+            }
             match kind {
                 OpDone::Write => s.writes += 1,
                 OpDone::Read => s.reads += 1,
@@ -561,9 +567,11 @@ fn drain(shared: &Shared, warmup_only: bool) -> Drained {
             continue;
         }
         d.latency.add(&s.latency).expect("same histogram bounds");
-        d.service.add(&s.service).expect("same histogram bounds");
         s.latency.reset();
-        s.service.reset();
+        if let Some(h) = &mut s.service {
+            d.service.add(&*h).expect("same histogram bounds");
+            h.reset();
+        }
         d.ops += std::mem::take(&mut s.ops);
         for k in 0..5 {
             d.errors[k] += std::mem::take(&mut s.errors[k]);

@@ -51,7 +51,7 @@ pub enum Distribution {
     Zipfian {
         exponent: f64,
     },
-    /// Each worker walks the key space in order from its own offset, wrapping around.
+    /// The key space in order, wrapping around; all workers of a run share the position.
     Sequential,
 }
 
@@ -184,6 +184,9 @@ pub struct OpGenerator {
     rng: Rng,
     zipf: Option<Zipf>,
     next_seq: u64,
+    /// The run's shared position for `Sequential`: each key once per pass over all
+    /// workers together. Without it, each worker walks from its own offset.
+    shared_seq: Option<Arc<AtomicU64>>,
     worker: u64,
     cas_counter: u64,
     cas_hints: Option<Arc<CasHints>>,
@@ -216,8 +219,15 @@ impl OpGenerator {
             worker,
             cas_counter: 0,
             cas_hints,
+            shared_seq: None,
             value_pool: Bytes::from(pool),
         }
+    }
+
+    /// Makes `Sequential` draw from a position shared with other generators.
+    pub fn with_shared_sequence(mut self, seq: Arc<AtomicU64>) -> OpGenerator {
+        self.shared_seq = Some(seq);
+        self
     }
 
     /// The index of the next key, in `0..keys`.
@@ -225,6 +235,9 @@ impl OpGenerator {
         match &self.zipf {
             Some(z) => z.sample(&mut self.rng) - 1,
             None if self.spec.distribution == Distribution::Sequential => {
+                if let Some(seq) = &self.shared_seq {
+                    return seq.fetch_add(1, Ordering::Relaxed) % self.spec.keys;
+                }
                 let i = self.next_seq % self.spec.keys;
                 self.next_seq = self.next_seq.wrapping_add(1);
                 i

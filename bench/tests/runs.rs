@@ -527,3 +527,87 @@ async fn dengine_target_follows_the_leader_hint_once_and_remembers_it() {
     assert_eq!(outcome.summary.errors.total, 0);
     assert!(leader.store.lock().unwrap().len() > 100);
 }
+
+/// An in-memory map, to see what a run wrote.
+#[derive(Default)]
+struct MapTarget {
+    map: std::sync::Mutex<std::collections::HashMap<Bytes, Bytes>>,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl Target for MapTarget {
+    async fn put(&self, k: Bytes, v: Bytes) -> Result<(), TargetError> {
+        self.map.lock().unwrap().insert(k, v);
+        Ok(())
+    }
+    async fn get(&self, k: Bytes, _c: Consistency) -> Result<Option<Bytes>, TargetError> {
+        let v = self.map.lock().unwrap().get(&k).cloned();
+        // (The probe before the run reads a key outside the key space.)
+        if v.is_none() && k.starts_with(b"k/") {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(v)
+    }
+    async fn cas(&self, k: Bytes, e: Option<Bytes>, n: Bytes) -> Result<CasResult, TargetError> {
+        let mut map = self.map.lock().unwrap();
+        let current = map.get(&k).cloned();
+        let succeeded = current == e;
+        if succeeded {
+            map.insert(k, n);
+        }
+        Ok(CasResult { succeeded, current })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preload_writes_every_key_once_so_reads_find_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        Load::Closed { clients: 8 },
+        StopAt::Duration(Duration::from_millis(500)),
+    );
+    s.workload = WorkloadSpec {
+        kind: WorkloadKind::Read,
+        keys: 5_000,
+        value_size: 32,
+        ..WorkloadSpec::default()
+    };
+    let mut opts = quiet(s);
+    opts.preload = true;
+    let target = Arc::new(MapTarget::default());
+    let outcome = run_target_to_dir("map", target.clone(), &opts, tmp.path())
+        .await
+        .unwrap();
+    assert_eq!(outcome.error(), None);
+    assert!(outcome.summary.reads > 0);
+    assert_eq!(outcome.summary.writes, 0, "preload writes are not counted");
+    let map = target.map.lock().unwrap();
+    assert_eq!(map.len(), 5_000);
+    assert!(map.values().all(|v| v.len() == 32));
+    assert_eq!(target.misses.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_against_a_real_store_mostly_swaps() {
+    // The shared hints make most swaps succeed even with 8 workers on 50 keys; a
+    // generator that sent stale expectations would fail nearly all of them.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(Load::Closed { clients: 8 }, StopAt::Ops(20_000));
+    s.workload = WorkloadSpec {
+        kind: WorkloadKind::Cas,
+        keys: 50,
+        ..WorkloadSpec::default()
+    };
+    let target = Arc::new(MapTarget::default());
+    let outcome = run_target_to_dir("map", target, &quiet(s), tmp.path())
+        .await
+        .unwrap();
+    let sm = &outcome.summary;
+    assert_eq!(sm.ops, 20_000);
+    assert!(
+        sm.cas_failed * 2 < sm.ops,
+        "{} of {} swaps failed",
+        sm.cas_failed,
+        sm.ops
+    );
+}

@@ -116,6 +116,9 @@ pub struct RunArgs {
     /// Directory on the nodes' data disk for the fdatasync floor (default: the run directory).
     #[arg(long)]
     pub floors_dir: Option<PathBuf>,
+    /// Write every key once before measuring (not counted), so reads find values.
+    #[arg(long)]
+    pub preload: bool,
     /// Skip the latency floors (fdatasync loop and gRPC ping).
     #[arg(long)]
     pub no_floors: bool,
@@ -199,6 +202,7 @@ fn options(a: &RunArgs, out: &std::path::Path) -> anyhow::Result<RunOptions> {
         "quiet" => ProgressMode::Quiet,
         _ => ProgressMode::Auto,
     };
+    o.preload = a.preload;
     if !a.no_floors {
         o.floors_dir = Some(a.floors_dir.clone().unwrap_or_else(|| out.to_path_buf()));
     }
