@@ -52,6 +52,8 @@ pub struct NodeProc {
     pub data: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
+    /// The Prometheus endpoint, when metrics are on.
+    pub metrics_addr: Option<String>,
 }
 
 pub struct ProcCluster {
@@ -59,17 +61,34 @@ pub struct ProcCluster {
     pub nodes: Vec<NodeProc>,
     /// Extra `[section] key = value` lines for every node's config.
     pub extra: String,
+    /// Serve Prometheus metrics on a port of each node's own.
+    pub metrics: bool,
+    /// Log as JSON lines.
+    pub json_logs: bool,
 }
 
 impl ProcCluster {
     /// Writes configs for `n` voters and starts them.
     pub fn start(name: &str, n: usize, extra: &str) -> ProcCluster {
+        Self::start_with(name, n, extra, false, false)
+    }
+
+    /// The same, optionally with metrics served and logs as JSON lines.
+    pub fn start_with(
+        name: &str,
+        n: usize,
+        extra: &str,
+        metrics: bool,
+        json_logs: bool,
+    ) -> ProcCluster {
         let dir = TestDir::new(name);
         let ports = free_ports(n);
         let mut c = ProcCluster {
             dir,
             nodes: Vec::new(),
             extra: extra.to_string(),
+            metrics,
+            json_logs,
         };
         let members: Vec<(u64, String, bool)> = ports
             .iter()
@@ -93,12 +112,24 @@ impl ProcCluster {
             .iter()
             .map(|(i, a, learner)| format!("{{ id = {i}, addr = \"{a}\", learner = {learner} }}"))
             .collect();
+        let metrics_addr = self
+            .metrics
+            .then(|| format!("127.0.0.1:{}", free_ports(1)[0]));
+        let mut tail = String::new();
+        if let Some(m) = &metrics_addr {
+            tail.push_str(&format!(
+                "[metrics]\nenabled = true\nlisten_addr = \"{m}\"\n"
+            ));
+        }
+        if self.json_logs {
+            tail.push_str("[logging]\nformat = \"json\"\n");
+        }
         let text = format!(
             "[node]\nid = {id}\ncluster_id = 7\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\n\n[cluster]\ninitial_members = [{}]\n\n[raft]\nelection_timeout_ms_min = 300\nelection_timeout_ms_max = 600\nheartbeat_interval_ms = 50\n\n[storage]\n# Small segments: tests start many nodes, and each preallocates one.\nsegment_bytes = 4194304\n\n{}\n",
             data.display(),
             list.join(", "),
             self.extra
-        );
+        ) + &tail;
         std::fs::write(&config, text).unwrap();
         let log = self.dir.0.join(format!("node{id}.log"));
         self.nodes.push(NodeProc {
@@ -108,6 +139,7 @@ impl ProcCluster {
             data,
             log,
             child: None,
+            metrics_addr,
         });
         self.nodes.len() - 1
     }
@@ -213,4 +245,19 @@ fn unsafe_sigterm(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
+}
+
+/// GET `http://addr/metrics`, as text.
+pub fn scrape(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok(body)
 }

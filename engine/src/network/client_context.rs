@@ -116,7 +116,10 @@ impl ClientContext {
         let (tx, rx) = oneshot::channel();
         match self.requests.try_send(make(tx)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(Some(RequestError::Busy)),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::BUSY, "node" => self.me.to_string()).increment(1);
+                return Err(Some(RequestError::Busy));
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Err(Some(RequestError::ShuttingDown));
             }

@@ -81,7 +81,9 @@ impl Peers {
 
 fn spawn_link(peer: NodeId, ctx: LinkContext) -> mpsc::Sender<Message> {
     let (tx, rx) = mpsc::channel(ctx.net.peer_queue_max.max(16));
-    tokio::spawn(run_link(peer, ctx, rx));
+    tokio::spawn(tracing::Instrument::in_current_span(run_link(
+        peer, ctx, rx,
+    )));
     tx
 }
 
@@ -295,7 +297,15 @@ async fn send_snapshot(
     };
     let chunks = chunk_snapshot(header, &meta, data, ctx.snapshot_chunk_bytes);
     let total = chunks.last().map_or(0, |c| c.total_bytes);
-    info!(peer, index = meta.last_index, bytes = total, "sending snapshot");
+    info!(
+        peer,
+        index = meta.last_index,
+        bytes = total,
+        "sending snapshot"
+    );
+    let node = ctx.me.to_string();
+    metrics::counter!(crate::metrics::SNAPSHOTS_SENT, "node" => node.clone()).increment(1);
+    metrics::counter!(crate::metrics::SNAPSHOT_BYTES_SENT, "node" => node).increment(total);
     match client.install_snapshot(tokio_stream::iter(chunks)).await {
         Ok(r) => {
             let r = r.into_inner();

@@ -61,14 +61,14 @@ impl PeerService {
         header: Option<&pb::PeerHeader>,
     ) -> Result<(NodeId, u64), (pb::PeerRejection, Status)> {
         let Some(h) = header else {
-            self.refused.malformed.fetch_add(1, Ordering::Relaxed);
+            self.count_refusal("malformed");
             return Err((
                 pb::PeerRejection::Malformed,
                 Status::invalid_argument("missing peer header"),
             ));
         };
         if h.cluster_id != self.cluster_id {
-            self.refused.wrong_cluster.fetch_add(1, Ordering::Relaxed);
+            self.count_refusal("wrong_cluster");
             warn!(
                 from = h.from,
                 cluster = h.cluster_id,
@@ -83,7 +83,7 @@ impl PeerService {
             ));
         }
         if h.from == 0 || h.from == self.me || !self.book.contains(h.from) {
-            self.refused.unknown_sender.fetch_add(1, Ordering::Relaxed);
+            self.count_refusal("unknown_sender");
             warn!(from = h.from, "peer message from an unknown node refused");
             return Err((
                 pb::PeerRejection::UnknownSender,
@@ -93,8 +93,20 @@ impl PeerService {
         Ok((h.from, h.term))
     }
 
+    fn count_refusal(&self, reason: &'static str) {
+        let counter = match reason {
+            "wrong_cluster" => &self.refused.wrong_cluster,
+            "unknown_sender" => &self.refused.unknown_sender,
+            _ => &self.refused.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let node = self.me.to_string();
+        metrics::counter!(crate::metrics::PEER_REFUSED, "node" => node, "reason" => reason)
+            .increment(1);
+    }
+
     fn malformed(&self, e: impl std::fmt::Display) -> Status {
-        self.refused.malformed.fetch_add(1, Ordering::Relaxed);
+        self.count_refusal("malformed");
         Status::invalid_argument(e.to_string())
     }
 

@@ -42,16 +42,18 @@ pub(crate) enum Applied {
 }
 
 pub(crate) fn spawn(
+    node: u64,
     sm: Arc<dyn StateMachine>,
     storage: Arc<dyn StorageEngine>,
     out: mpsc::UnboundedSender<Applied>,
 ) -> std_mpsc::Sender<ApplyJob> {
     let (tx, rx) = std_mpsc::channel::<ApplyJob>();
+    let m = ApplyMetrics::new(node);
     std::thread::Builder::new()
         .name("dengine-apply".into())
         .spawn(move || {
             for job in rx {
-                if let Err(e) = run_job(&*sm, &*storage, job, &out) {
+                if let Err(e) = run_job(&*sm, &*storage, job, &out, &m) {
                     error!(error = %e, "state machine failed");
                     let _ = out.send(Applied::Fatal(e));
                     return;
@@ -62,15 +64,36 @@ pub(crate) fn spawn(
     tx
 }
 
+struct ApplyMetrics {
+    apply_seconds: metrics::Histogram,
+    apply_entries: metrics::Histogram,
+    snapshot_build_seconds: metrics::Histogram,
+}
+
+impl ApplyMetrics {
+    fn new(node: u64) -> Self {
+        let n = node.to_string();
+        ApplyMetrics {
+            apply_seconds: metrics::histogram!(crate::metrics::APPLY_SECONDS, "node" => n.clone()),
+            apply_entries: metrics::histogram!(crate::metrics::APPLY_BATCH_ENTRIES, "node" => n.clone()),
+            snapshot_build_seconds: metrics::histogram!(crate::metrics::SNAPSHOT_BUILD_SECONDS, "node" => n),
+        }
+    }
+}
+
 fn run_job(
     sm: &dyn StateMachine,
     storage: &dyn StorageEngine,
     job: ApplyJob,
     out: &mpsc::UnboundedSender<Applied>,
+    m: &ApplyMetrics,
 ) -> Result<(), String> {
     match job {
         ApplyJob::Entries(entries) => {
+            let started = std::time::Instant::now();
             let results = sm.apply(&entries).map_err(|e| format!("apply: {e}"))?;
+            m.apply_seconds.record(started.elapsed().as_secs_f64());
+            m.apply_entries.record(entries.len() as f64);
             let items = entries
                 .iter()
                 .zip(results)
@@ -82,9 +105,12 @@ fn run_job(
             let _ = reply.send(serve_read(sm, query));
         }
         ApplyJob::BuildSnapshot => {
+            let started = std::time::Instant::now();
             let snap = sm
                 .build_snapshot()
                 .map_err(|e| format!("build snapshot: {e}"))?;
+            m.snapshot_build_seconds
+                .record(started.elapsed().as_secs_f64());
             let _ = out.send(Applied::SnapshotBuilt(snap.meta));
         }
         ApplyJob::Install { meta, data } => {

@@ -64,6 +64,11 @@ pub(crate) struct EventLoop {
     /// The newest snapshot built locally: its membership goes into compaction points.
     pub latest_snapshot: SnapshotMeta,
     pub applied_index: LogIndex,
+    pub metrics: crate::metrics::LoopMetrics,
+    /// Ticks since the gauges were last published.
+    pub ticks_since_publish: u32,
+    /// The span every log line of this node is emitted in; carries its id, term and role.
+    pub span: tracing::Span,
 }
 
 impl EventLoop {
@@ -98,6 +103,11 @@ impl EventLoop {
                 }
                 _ = ticker.tick() => {
                     self.raft.step(Event::Tick);
+                    self.ticks_since_publish += 1;
+                    if self.ticks_since_publish >= 10 {
+                        self.ticks_since_publish = 0;
+                        self.publish_gauges();
+                    }
                     Ok(())
                 }
             };
@@ -144,7 +154,11 @@ impl EventLoop {
                 .into(),
             );
         }
-        let (pos, ready) = self.persist.complete(seq);
+        let (pos, ready, writes) = self.persist.complete(seq);
+        for (latency, entries) in writes {
+            self.metrics.log_write_seconds.record(latency.as_secs_f64());
+            self.metrics.log_write_entries.record(entries as f64);
+        }
         if let Some((index, term)) = pos {
             self.raft.step(Event::Persisted { index, term });
         }
@@ -181,6 +195,7 @@ impl EventLoop {
                 self.set_applied(last);
             }
             Applied::SnapshotBuilt(meta) => {
+                self.metrics.snapshots_built.increment(1);
                 for r in self.waiters.snapshots.drain(..) {
                     let _ = r.send(Ok(meta.last_index));
                 }
@@ -189,6 +204,7 @@ impl EventLoop {
                 self.raft.step(Event::SnapshotBuilt { last_index });
             }
             Applied::SnapshotInstalled(meta) => {
+                self.metrics.snapshots_installed.increment(1);
                 self.latest_snapshot = meta.clone();
                 self.set_applied(meta.last_index);
                 self.raft.step(Event::SnapshotInstalled { meta });
@@ -274,6 +290,7 @@ impl EventLoop {
             }
         }
         if !proposals.is_empty() {
+            self.metrics.proposals.increment(proposals.len() as u64);
             self.raft.step(Event::Propose(proposals));
         }
     }
@@ -286,6 +303,7 @@ impl EventLoop {
                 query,
                 reply,
             } => {
+                self.count_read("serializable");
                 self.send_apply(ApplyJob::Read { query, reply });
             }
             ClientRequest::Read {
@@ -293,6 +311,11 @@ impl EventLoop {
                 query,
                 reply,
             } => {
+                self.count_read(if consistency == ReadConsistency::Lease {
+                    "lease"
+                } else {
+                    "linearizable"
+                });
                 let id = self.waiters.next_id();
                 self.waiters.reads.insert(id, (query, reply));
                 self.raft.step(Event::Read { id, consistency });
@@ -372,6 +395,33 @@ impl EventLoop {
             )));
         }
         self.raft.step(Event::TransferLeader { target });
+    }
+
+    fn count_read(&self, consistency: &'static str) {
+        let node = self.metrics.node.clone();
+        metrics::counter!(crate::metrics::READS, "node" => node, "consistency" => consistency)
+            .increment(1);
+    }
+
+    /// Sets the gauges from the current state (every few ticks: cheap, and recent
+    /// enough for a scrape interval of seconds).
+    fn publish_gauges(&mut self) {
+        let s = self.status();
+        let m = &mut self.metrics;
+        m.role.set(crate::metrics::role_value(s.role, s.learner));
+        m.term.set(s.term as f64);
+        m.leader.set(s.leader.unwrap_or(0) as f64);
+        m.commit.set(s.commit_index as f64);
+        m.applied.set(s.applied_index as f64);
+        m.last.set(s.last_index as f64);
+        m.snapshot.set(s.snapshot_index as f64);
+        m.client_queue.set(self.client_rx.len() as f64);
+        m.peer_queue.set(self.peer_rx.len() as f64);
+        for p in &s.peers {
+            let (match_index, lag) = m.peer(p.id);
+            match_index.set(p.match_index as f64);
+            lag.set(p.lag as f64);
+        }
     }
 
     pub(crate) fn status(&self) -> NodeStatus {
@@ -496,7 +546,10 @@ impl EventLoop {
                 Action::MembershipResult { id, result } => {
                     if let Some(reply) = self.waiters.membership.remove(&id) {
                         match result {
-                            Ok(index) => self.waiters.membership_by_index.push((index, reply)),
+                            Ok(index) => {
+                                self.metrics.membership_changes.increment(1);
+                                self.waiters.membership_by_index.push((index, reply))
+                            }
                             Err(crate::core::MembershipError::NotLeader { leader }) => {
                                 let _ = reply.send(Err(RequestError::NotLeader { leader }));
                             }
@@ -545,7 +598,7 @@ impl EventLoop {
         let last = entries
             .last()
             .map_or(self.persist.last, |e| (e.index, e.term));
-        let seq = self.persist.issue(last);
+        let seq = self.persist.issue(last, entries.len());
         let tx = self.persisted_tx.clone();
         self.storage.append_with(
             entries,
@@ -559,7 +612,7 @@ impl EventLoop {
     fn truncate(&mut self, from: LogIndex) {
         let prev = from.saturating_sub(1);
         let term = self.raft.log().term(prev).unwrap_or(0);
-        let seq = self.persist.issue((prev, term));
+        let seq = self.persist.issue((prev, term), 0);
         let tx = self.persisted_tx.clone();
         self.storage.truncate_suffix_with(
             from,
@@ -659,6 +712,14 @@ impl EventLoop {
 
     fn on_role_changed(&mut self, role: Role, term: u64, leader: Option<NodeId>) {
         info!(node = self.raft.id(), ?role, term, ?leader, "role changed");
+        match role {
+            Role::PreCandidate => self.metrics.prevotes.increment(1),
+            Role::Candidate => self.metrics.elections_started.increment(1),
+            Role::Leader => self.metrics.elections_won.increment(1),
+            Role::Follower => {}
+        }
+        self.span.record("term", term);
+        self.span.record("role", tracing::field::debug(role));
         self.view.term.store(term, Ordering::Relaxed);
         self.view
             .leader

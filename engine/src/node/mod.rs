@@ -160,7 +160,8 @@ impl Node {
         let Node {
             event_loop, server, ..
         } = self;
-        let result = event_loop.run().await;
+        let span = event_loop.span.clone();
+        let result = tracing::Instrument::instrument(event_loop.run(), span).await;
         // The server stops on the same signal; if the loop failed, stop it here.
         server.abort();
         result

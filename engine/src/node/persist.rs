@@ -6,19 +6,26 @@
 //! follower's acknowledgement, safe to send.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::core::{LogIndex, Message, NodeId, Term};
 
-/// The log position a completed write made durable, and the messages released.
-pub(crate) type Completed = (Option<(LogIndex, Term)>, Vec<(NodeId, Message)>);
+/// What completing a write yields: the log position now durable, the messages
+/// released, and for each write completed its latency and entry count.
+pub(crate) type Completed = (
+    Option<(LogIndex, Term)>,
+    Vec<(NodeId, Message)>,
+    Vec<(Duration, usize)>,
+);
 
 #[derive(Default)]
 pub(crate) struct PersistQueue {
     /// Writes queued so far, and how many of them storage reported durable.
     pub issued: u64,
     pub durable: u64,
-    /// For each queued write: the last log position it makes durable.
-    marks: VecDeque<(u64, LogIndex, Term)>,
+    /// For each queued write: the last log position it makes durable, when it was
+    /// queued and how many entries it carries.
+    marks: VecDeque<(u64, LogIndex, Term, Instant, usize)>,
     /// Messages waiting for the write with the given sequence number.
     held: VecDeque<(u64, NodeId, Message)>,
     /// The last entry queued for writing.
@@ -35,10 +42,11 @@ impl PersistQueue {
     }
 
     /// Records a new write ending at `last` and returns its sequence number.
-    pub(crate) fn issue(&mut self, last: (LogIndex, Term)) -> u64 {
+    pub(crate) fn issue(&mut self, last: (LogIndex, Term), entries: usize) -> u64 {
         self.issued += 1;
         self.last = last;
-        self.marks.push_back((self.issued, last.0, last.1));
+        self.marks
+            .push_back((self.issued, last.0, last.1, Instant::now(), entries));
         self.issued
     }
 
@@ -61,16 +69,18 @@ impl PersistQueue {
         );
         self.durable = seq;
         let mut durable_pos = None;
+        let mut writes = Vec::new();
         while self.marks.front().is_some_and(|m| m.0 <= seq) {
-            let (_, i, t) = self.marks.pop_front().expect("checked non-empty");
+            let (_, i, t, at, n) = self.marks.pop_front().expect("checked non-empty");
             durable_pos = Some((i, t));
+            writes.push((at.elapsed(), n));
         }
         let mut ready = Vec::new();
         while self.held.front().is_some_and(|h| h.0 <= seq) {
             let (_, to, msg) = self.held.pop_front().expect("checked non-empty");
             ready.push((to, msg));
         }
-        (durable_pos, ready)
+        (durable_pos, ready, writes)
     }
 }
 
@@ -89,15 +99,16 @@ mod tests {
     #[test]
     fn held_messages_leave_only_after_the_writes_before_them() {
         let mut q = PersistQueue::default();
-        let a = q.issue((5, 1));
+        let a = q.issue((5, 1), 1);
         q.hold(2, msg(1));
-        let b = q.issue((7, 1));
+        let b = q.issue((7, 1), 2);
         q.hold(3, msg(2));
-        let (pos, ready) = q.complete(a);
+        let (pos, ready, writes) = q.complete(a);
+        assert_eq!(writes.len(), 1);
         assert_eq!(pos, Some((5, 1)));
         assert_eq!(ready, vec![(2, msg(1))]);
         assert!(!q.all_durable());
-        let (pos, ready) = q.complete(b);
+        let (pos, ready, _) = q.complete(b);
         assert_eq!(pos, Some((7, 1)));
         assert_eq!(ready, vec![(3, msg(2))]);
         assert!(q.all_durable());

@@ -55,6 +55,8 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
         book.insert(me, local_addr.to_string());
     }
 
+    let span = tracing::info_span!("node", id = me, term = raft.term(), role = ?raft.role());
+    let _entered = span.clone().entered();
     let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
     let (client_tx, client_rx) = mpsc::channel(config.raft.proposal_queue_max.max(1));
     let (applied_tx, applied_rx) = mpsc::unbounded_channel();
@@ -65,7 +67,22 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
     view.applied
         .store(applied, std::sync::atomic::Ordering::Relaxed);
 
-    let apply = super::apply::spawn(sm.clone(), storage.clone(), applied_tx);
+    if config.metrics.enabled {
+        let addr: std::net::SocketAddr =
+            config
+                .metrics
+                .listen_addr
+                .parse()
+                .map_err(|_| NetworkError::BadAddress {
+                    addr: config.metrics.listen_addr.clone(),
+                    reason: "not an ip:port address".into(),
+                })?;
+        match crate::metrics::install_prometheus(addr) {
+            Ok(()) => info!(node = me, %addr, "serving Prometheus metrics at /metrics"),
+            Err(e) => tracing::warn!(node = me, %addr, error = %e, "metrics exporter not started"),
+        }
+    }
+    let apply = super::apply::spawn(me, sm.clone(), storage.clone(), applied_tx);
     let link_ctx = LinkContext {
         me,
         cluster_id: config.node.cluster_id,
@@ -119,12 +136,10 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
                 .max_decoding_message_size(client_max),
         );
     let mut stop = shutdown.clone();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = stop.changed().await;
-        },
-    ));
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        let _ = stop.changed().await;
+    });
+    let server = tokio::spawn(tracing::Instrument::in_current_span(serve));
     info!(node = me, %local_addr, "serving peers, clients and admin");
 
     let event_loop = EventLoop {
@@ -148,6 +163,9 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
         snapshot_inbox: HashMap::new(),
         latest_snapshot,
         applied_index: applied,
+        metrics: crate::metrics::LoopMetrics::new(me),
+        ticks_since_publish: 0,
+        span,
     };
     Ok(Node {
         event_loop,
