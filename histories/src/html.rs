@@ -97,6 +97,59 @@ impl Axis {
     }
 }
 
+/// How the check marked each op.
+struct Marks {
+    failing: bool,
+    /// Op id → 1-based position in the longest linearizable prefix.
+    order: HashMap<usize, usize>,
+    stuck: HashSet<usize>,
+    in_failing: HashSet<usize>,
+}
+
+impl Marks {
+    fn new(result: &CheckResult) -> Marks {
+        let failing = result.failing_partition();
+        Marks {
+            failing: failing.is_some(),
+            order: failing.map_or_else(HashMap::new, |p| {
+                p.longest_prefix
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &i)| (i, k + 1))
+                    .collect()
+            }),
+            stuck: failing.map_or_else(HashSet::new, |p| p.unplaceable.iter().copied().collect()),
+            in_failing: failing.map_or_else(HashSet::new, |p| p.ops.iter().copied().collect()),
+        }
+    }
+
+    /// CSS classes and tooltip of an op's bar.
+    fn class_and_tip(&self, op: &Operation) -> (String, String) {
+        let mut class = String::from(match op.status {
+            Status::Ok => "op ok",
+            Status::Fail => "op fail",
+            Status::Info => "op info",
+        });
+        let mut tip = describe_op(op);
+        if self.failing {
+            class.push_str(if self.in_failing.contains(&op.id) {
+                " part"
+            } else {
+                " other"
+            });
+        }
+        if let Some(k) = self.order.get(&op.id) {
+            class.push_str(" prefix");
+            let _ = write!(tip, " [linearized #{k}]");
+        }
+        if self.stuck.contains(&op.id) {
+            class.push_str(" stuck");
+            tip.push_str(" [cannot be placed]");
+        }
+        (class, tip)
+    }
+}
+
 /// Renders the timeline page.
 pub fn render(
     title: &str,
@@ -105,137 +158,9 @@ pub fn render(
     result: &CheckResult,
 ) -> String {
     let failing = result.failing_partition();
-    let order: HashMap<usize, usize> = failing.map_or_else(HashMap::new, |p| {
-        p.longest_prefix
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| (i, k + 1))
-            .collect()
-    });
-    let stuck: HashSet<usize> =
-        failing.map_or_else(HashSet::new, |p| p.unplaceable.iter().copied().collect());
-    let in_failing: HashSet<usize> =
-        failing.map_or_else(HashSet::new, |p| p.ops.iter().copied().collect());
+    let marks = Marks::new(result);
     let (drawn, note) = select_ops(ops, failing.map(|p| p.ops.as_slice()));
-    let axis = Axis::new(&drawn, nemesis);
-    let lanes: BTreeMap<u64, usize> = {
-        let mut procs: Vec<u64> = drawn.iter().map(|o| o.process).collect();
-        procs.sort_unstable();
-        procs.dedup();
-        procs.into_iter().enumerate().map(|(i, p)| (p, i)).collect()
-    };
-    let fault_lane = usize::from(!nemesis.is_empty());
-    let height = TOP_PX + (lanes.len() + fault_lane) as f64 * LANE_PX + 10.0;
-    let width = LEFT_PX + axis.width_px + 20.0;
-
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="4" y="14" class="axis">{}</text>"#,
-        if axis.timed {
-            "x: time"
-        } else {
-            "x: event order"
-        }
-    );
-    if fault_lane == 1 {
-        let y = TOP_PX;
-        let _ = write!(
-            svg,
-            r#"<text x="4" y="{:.0}" class="lane">faults</text>"#,
-            y + BAR_PX - 2.0
-        );
-        for n in nemesis {
-            let x0 = axis.px(n.start_ns as f64);
-            let x1 = n
-                .end_ns
-                .map_or(LEFT_PX + axis.width_px, |e| axis.px(e as f64))
-                .max(x0 + 3.0);
-            let tip = format!(
-                "{} {} {}",
-                n.kind,
-                n.targets.join(" "),
-                n.detail.as_deref().unwrap_or("")
-            );
-            let _ = write!(
-                svg,
-                r#"<rect class="fault" x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}"><title>{}</title></rect>"#,
-                x1 - x0,
-                esc(tip.trim())
-            );
-        }
-    }
-    for (p, lane) in &lanes {
-        let y = TOP_PX + (lane + fault_lane) as f64 * LANE_PX;
-        let _ = write!(
-            svg,
-            r#"<text x="4" y="{:.0}" class="lane">process {p}</text>"#,
-            y + BAR_PX - 2.0
-        );
-    }
-    let end_px = LEFT_PX + axis.width_px;
-    for op in &drawn {
-        let y = TOP_PX + (lanes[&op.process] + fault_lane) as f64 * LANE_PX;
-        let (a, b) = axis.span(op);
-        let x0 = axis.px(a);
-        let open = op.status == Status::Info;
-        let x1 = b.map_or(end_px, |b| axis.px(b)).max(x0 + 2.0);
-        let mut class = String::from(match op.status {
-            Status::Ok => "op ok",
-            Status::Fail => "op fail",
-            Status::Info => "op info",
-        });
-        if failing.is_some() {
-            class.push_str(if in_failing.contains(&op.id) {
-                " part"
-            } else {
-                " other"
-            });
-        }
-        let rank = order.get(&op.id);
-        if rank.is_some() {
-            class.push_str(" prefix");
-        }
-        if stuck.contains(&op.id) {
-            class.push_str(" stuck");
-        }
-        let mut tip = describe_op(op);
-        if let Some(k) = rank {
-            let _ = write!(tip, " [linearized #{k}]");
-        }
-        if stuck.contains(&op.id) {
-            tip.push_str(" [cannot be placed]");
-        }
-        let _ = write!(svg, r#"<g class="{class}"><title>{}</title>"#, esc(&tip));
-        let _ = write!(
-            svg,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" rx="2"/>"#,
-            x1 - x0
-        );
-        if open {
-            let _ = write!(
-                svg,
-                r#"<line class="open" x1="{x1:.1}" y1="{:.1}" x2="{end_px:.1}" y2="{:.1}"/>"#,
-                y + BAR_PX / 2.0,
-                y + BAR_PX / 2.0
-            );
-        }
-        if let Some(k) = rank.filter(|_| x1 - x0 > 16.0) {
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" class="rank">{k}</text>"#,
-                x0 + 2.0,
-                y + BAR_PX - 3.0
-            );
-        }
-        svg.push_str("</g>");
-    }
-    svg.push_str("</svg>");
-
+    let svg = timeline_svg(&drawn, nemesis, &marks);
     let mut details = String::new();
     if let Some(p) = failing {
         let _ = write!(
@@ -306,6 +231,95 @@ if (f) f.addEventListener("change", function () {{ document.body.classList.toggl
         verdict = esc(&verdict_line(title, ops, result)),
         note = esc(&note),
     )
+}
+
+/// The SVG: a fault lane (if any faults), then one lane per process.
+fn timeline_svg(drawn: &[&Operation], nemesis: &[NemesisEvent], marks: &Marks) -> String {
+    let axis = Axis::new(drawn, nemesis);
+    let lanes: BTreeMap<u64, usize> = {
+        let mut procs: Vec<u64> = drawn.iter().map(|o| o.process).collect();
+        procs.sort_unstable();
+        procs.dedup();
+        procs.into_iter().enumerate().map(|(i, p)| (p, i)).collect()
+    };
+    let fault_lane = usize::from(!nemesis.is_empty());
+    let height = TOP_PX + (lanes.len() + fault_lane) as f64 * LANE_PX + 10.0;
+    let width = LEFT_PX + axis.width_px + 20.0;
+    let end_px = LEFT_PX + axis.width_px;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}">"#
+    );
+    let x_label = if axis.timed {
+        "x: time"
+    } else {
+        "x: event order"
+    };
+    let _ = write!(svg, r#"<text x="4" y="14" class="axis">{x_label}</text>"#);
+    if fault_lane == 1 {
+        let _ = write!(
+            svg,
+            r#"<text x="4" y="{:.0}" class="lane">faults</text>"#,
+            TOP_PX + BAR_PX - 2.0
+        );
+        for n in nemesis {
+            let x0 = axis.px(n.start_ns as f64);
+            let x1 = n.end_ns.map_or(end_px, |e| axis.px(e as f64)).max(x0 + 3.0);
+            let tip = format!(
+                "{} {} {}",
+                n.kind,
+                n.targets.join(" "),
+                n.detail.as_deref().unwrap_or("")
+            );
+            let _ = write!(
+                svg,
+                r#"<rect class="fault" x="{x0:.1}" y="{TOP_PX:.1}" width="{:.1}" height="{BAR_PX}"><title>{}</title></rect>"#,
+                x1 - x0,
+                esc(tip.trim())
+            );
+        }
+    }
+    for (p, lane) in &lanes {
+        let y = TOP_PX + (lane + fault_lane) as f64 * LANE_PX;
+        let _ = write!(
+            svg,
+            r#"<text x="4" y="{:.0}" class="lane">process {p}</text>"#,
+            y + BAR_PX - 2.0
+        );
+    }
+    for op in drawn {
+        let y = TOP_PX + (lanes[&op.process] + fault_lane) as f64 * LANE_PX;
+        let (a, b) = axis.span(op);
+        let x0 = axis.px(a);
+        let x1 = b.map_or(end_px, |b| axis.px(b)).max(x0 + 2.0);
+        let (class, tip) = marks.class_and_tip(op);
+        let _ = write!(svg, r#"<g class="{class}"><title>{}</title>"#, esc(&tip));
+        let _ = write!(
+            svg,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" rx="2"/>"#,
+            x1 - x0
+        );
+        if op.status == Status::Info {
+            // Unknown outcome: the op may take effect any time until the end.
+            let mid = y + BAR_PX / 2.0;
+            let _ = write!(
+                svg,
+                r#"<line class="open" x1="{x1:.1}" y1="{mid:.1}" x2="{end_px:.1}" y2="{mid:.1}"/>"#
+            );
+        }
+        if let Some(k) = marks.order.get(&op.id).filter(|_| x1 - x0 > 16.0) {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" class="rank">{k}</text>"#,
+                x0 + 2.0,
+                y + BAR_PX - 3.0
+            );
+        }
+        svg.push_str("</g>");
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// The ops to draw, and a note when not all of them are.

@@ -145,18 +145,11 @@ pub fn check<M: Model>(
     options: &CheckOptions,
 ) -> Result<CheckResult, HistoryError> {
     let start = Instant::now();
-    let deadline = options.timeout.map(|t| start + t);
     let (decoded, groups) = decode_and_partition(model, ops, options.single_partition)?;
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .min(groups.len())
-    .max(1);
     let illegal_found = AtomicBool::new(false);
     let memory_used = AtomicUsize::new(0);
     let stop = Stop {
-        deadline,
+        deadline: options.timeout.map(|t| start + t),
         cancel: options.cancel.as_ref(),
         illegal_found: options.stop_on_first_illegal.then_some(&illegal_found),
         memory_used: &memory_used,
@@ -164,48 +157,21 @@ pub fn check<M: Model>(
     };
     let group_ops: Vec<Vec<SearchOp<'_, M>>> = groups
         .iter()
-        .map(|group| {
-            group
-                .iter()
-                .map(|&d| {
-                    let d = &decoded[d];
-                    let op = &ops[d.op];
-                    SearchOp {
-                        id: d.op,
-                        call: op.call,
-                        ret: op.effective_return(),
-                        input: &d.input,
-                        output: d.output.as_ref(),
-                    }
-                })
-                .collect()
-        })
+        .map(|group| search_ops(ops, &decoded, group))
         .collect();
+    let threads = worker_count(options.threads, groups.len(), decoded.len());
     let outcomes = run_pool(model, &group_ops, threads, &stop, &illegal_found);
-
     let partitions: Vec<PartitionResult> = groups
         .iter()
         .zip(outcomes)
         .map(|(group, outcome)| {
-            let (verdict, reason) = match outcome.verdict {
-                SearchVerdict::Linearizable => (Verdict::Linearizable, None),
-                SearchVerdict::Illegal => (Verdict::Illegal, None),
-                SearchVerdict::Unknown(r) => (Verdict::Unknown, Some(r)),
+            let op_ids: Vec<usize> = group.iter().map(|&d| decoded[d].op).collect();
+            let key = if options.single_partition {
+                None
+            } else {
+                ops[op_ids[0]].key.clone()
             };
-            let first = &ops[decoded[group[0]].op];
-            PartitionResult {
-                key: if options.single_partition {
-                    None
-                } else {
-                    first.key.clone()
-                },
-                ops: group.iter().map(|&d| decoded[d].op).collect(),
-                verdict,
-                reason,
-                longest_prefix: outcome.longest,
-                unplaceable: outcome.unplaceable,
-                explored: outcome.explored,
-            }
+            partition_result(key, op_ids, outcome)
         })
         .collect();
     let verdict = if partitions.iter().any(|p| p.verdict == Verdict::Illegal) {
@@ -222,6 +188,60 @@ pub fn check<M: Model>(
         partitions,
         elapsed: start.elapsed(),
     })
+}
+
+/// How many threads to search with.
+fn worker_count(requested: usize, groups: usize, ops: usize) -> usize {
+    // Starting threads costs more than checking a small history.
+    if ops < PARALLEL_MIN_OPS {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = if requested == 0 { cores } else { requested };
+    wanted.min(groups).max(1)
+}
+
+/// The search's view of one group's ops.
+fn search_ops<'a, M: Model>(
+    ops: &[Operation],
+    decoded: &'a [Decoded<M>],
+    group: &[usize],
+) -> Vec<SearchOp<'a, M>> {
+    group
+        .iter()
+        .map(|&d| {
+            let d = &decoded[d];
+            let op = &ops[d.op];
+            SearchOp {
+                id: d.op,
+                call: op.call,
+                ret: op.effective_return(),
+                input: &d.input,
+                output: d.output.as_ref(),
+            }
+        })
+        .collect()
+}
+
+fn partition_result(
+    key: Option<String>,
+    ops: Vec<usize>,
+    outcome: SearchOutcome,
+) -> PartitionResult {
+    let (verdict, reason) = match outcome.verdict {
+        SearchVerdict::Linearizable => (Verdict::Linearizable, None),
+        SearchVerdict::Illegal => (Verdict::Illegal, None),
+        SearchVerdict::Unknown(r) => (Verdict::Unknown, Some(r)),
+    };
+    PartitionResult {
+        key,
+        ops,
+        verdict,
+        reason,
+        longest_prefix: outcome.longest,
+        unplaceable: outcome.unplaceable,
+        explored: outcome.explored,
+    }
 }
 
 type Groups = Vec<Vec<usize>>;
@@ -269,6 +289,11 @@ fn decode_and_partition<M: Model>(
     groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
     Ok((decoded, groups))
 }
+
+/// Below this many ops the check runs on the caller's thread alone: the
+/// searches take less time than spawning workers (measured on the fixtures:
+/// a few hundred ops check in about 100 µs).
+const PARALLEL_MIN_OPS: usize = 1000;
 
 /// Steps of a partition's first time slice; each later slice is twice as
 /// long, up to `SLICE_MAX`.
