@@ -29,6 +29,7 @@
 //!   (`("raft.election_timeout_ms_min", "300")`) merged into `config.toml`.
 
 mod dengine;
+pub use dengine::binary as dengine_binary;
 mod etcd;
 pub mod process;
 
