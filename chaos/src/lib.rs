@@ -25,4 +25,5 @@ pub mod nemesis;
 pub mod prng;
 pub mod proxy;
 pub mod run;
+mod util;
 pub mod workload;

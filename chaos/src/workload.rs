@@ -30,8 +30,9 @@ use d_engine_histories::{Event, EventType, HistoryWriter, Value};
 use serde::Serialize;
 
 use crate::client::{Consistency, KvClient, OpError};
-use crate::cluster::join_all;
+
 use crate::prng::Rng;
+use crate::util::join_all;
 
 /// What the clients do.
 #[derive(Debug, Clone, Serialize)]

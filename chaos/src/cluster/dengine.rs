@@ -1,5 +1,10 @@
 //! The config file and command line of a d-engine node (`dengine serve`).
 
+use std::sync::Arc;
+
+use super::{ClusterSpec, Node, addr, free_port, node_dir};
+use crate::proxy::{NetControl, Proxy, Source};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -106,6 +111,53 @@ pub fn command(program: &Path, config: &Path) -> NodeCommand {
     }
 }
 
+/// Ports, proxies and command lines of every node.
+pub(super) async fn layout(
+    spec: &ClusterSpec,
+    net: Option<&Arc<NetControl>>,
+) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
+    let n = spec.nodes;
+    let program = binary(spec.binary.as_deref())?;
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let direct = |j: usize| format!("127.0.0.1:{}", ports[j]);
+    let mut proxies = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let id = i as u64 + 1;
+        let mut members = Vec::new();
+        for (j, &port) in ports.iter().enumerate() {
+            let member_addr = match net {
+                // One proxy per directed link i → j.
+                Some(net) if j != i => {
+                    let p =
+                        Proxy::start(None, addr(port), j, Source::Fixed(i), net.clone()).await?;
+                    let a = p.addr().to_string();
+                    proxies.push(p);
+                    a
+                }
+                _ => direct(j),
+            };
+            members.push((j as u64 + 1, member_addr));
+        }
+        let dir = node_dir(spec, id);
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.toml");
+        let text = config_toml(id, &direct(i), &dir.join("data"), &members, &spec.extra)?;
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        nodes.push(Node {
+            id,
+            client_addr: direct(i),
+            log: dir.join("node.log"),
+            dir,
+            command: command(&program, &config),
+            child: None,
+            paused: false,
+        });
+    }
+    Ok((nodes, proxies))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +197,48 @@ mod tests {
             parsed["read"]["default_consistency"].as_str(),
             Some("serializable")
         );
+    }
+
+    /// Node i lists itself at its direct address and peer j at the proxy of
+    /// link i → j; every link has its own proxy.
+    #[tokio::test]
+    async fn dengine_proxied_layout_gives_each_directed_link_its_own_proxy() {
+        let dir = std::env::temp_dir().join(format!("chaos-layout-{}", std::process::id()));
+        let mut spec = ClusterSpec::new(super::super::TargetKind::Dengine, 3, dir.clone());
+        spec.proxied = true;
+        spec.binary = Some("/bin/true".into());
+        spec.extra = vec![("raft.election_timeout_ms_min".into(), "300".into())];
+        let net = NetControl::new(3);
+        let (nodes, proxies) = layout(&spec, Some(&net)).await.unwrap();
+        assert_eq!(proxies.len(), 6);
+        let mut seen = std::collections::HashSet::new();
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(node.command.args[0], "serve");
+            let text = std::fs::read_to_string(node.dir.join("config.toml")).unwrap();
+            let cfg: toml::Table = text.parse().unwrap();
+            assert_eq!(
+                cfg["node"]["listen_addr"].as_str(),
+                Some(node.client_addr.as_str())
+            );
+            assert_eq!(
+                cfg["raft"]["election_timeout_ms_min"].as_integer(),
+                Some(300)
+            );
+            let members = cfg["cluster"]["initial_members"].as_array().unwrap();
+            for (j, m) in members.iter().enumerate() {
+                let addr = m["addr"].as_str().unwrap();
+                assert_eq!(m["id"].as_integer(), Some(j as i64 + 1));
+                if i == j {
+                    assert_eq!(addr, node.client_addr);
+                } else {
+                    assert_ne!(
+                        addr, nodes[j].client_addr,
+                        "peer {j} of node {i} is proxied"
+                    );
+                    assert!(seen.insert(addr.to_owned()), "one proxy per directed link");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

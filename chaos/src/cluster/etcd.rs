@@ -1,5 +1,10 @@
 //! The command line of an etcd node.
 
+use std::sync::Arc;
+
+use super::{ClusterSpec, Node, addr, free_port, node_dir};
+use crate::proxy::{NetControl, Proxy, Source};
+
 use std::path::Path;
 
 use super::process::NodeCommand;
@@ -53,4 +58,63 @@ pub fn command(
         program: program.to_owned(),
         args,
     }
+}
+
+/// Ports, proxies and command lines of every node.
+pub(super) async fn layout(
+    spec: &ClusterSpec,
+    net: Option<&Arc<NetControl>>,
+) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
+    let n = spec.nodes;
+    let program = binary(spec.binary.as_deref());
+    let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let mut proxies = Vec::new();
+    let mut advertised = Vec::new();
+    for (j, &peer_port) in peer_ports.iter().enumerate() {
+        match net {
+            Some(net) => {
+                // One proxy per destination; the source is read from the
+                // X-Server-From header (see proxy.rs).
+                let p = Proxy::start(
+                    None,
+                    addr(peer_ports[j]),
+                    j,
+                    Source::EtcdHeader,
+                    net.clone(),
+                )
+                .await?;
+                advertised.push(format!("http://{}", p.addr()));
+                proxies.push(p);
+            }
+            None => advertised.push(format!("http://127.0.0.1:{peer_port}")),
+        }
+    }
+    let token = format!("chaos-{}-{}", std::process::id(), client_ports[0]);
+    let nodes = (0..n)
+        .map(|i| {
+            let id = i as u64 + 1;
+            let dir = node_dir(spec, id);
+            let command = command(
+                &program,
+                i,
+                &dir.join("data"),
+                client_ports[i],
+                peer_ports[i],
+                &advertised,
+                &token,
+                &spec.extra,
+            );
+            Node {
+                id,
+                client_addr: format!("127.0.0.1:{}", client_ports[i]),
+                log: dir.join("node.log"),
+                dir,
+                command,
+                child: None,
+                paused: false,
+            }
+        })
+        .collect();
+    Ok((nodes, proxies))
 }

@@ -42,7 +42,7 @@ use anyhow::{Context, bail};
 use tokio::process::Child;
 
 use crate::client::{Consistency, KvClient};
-use crate::proxy::{NetControl, Proxy, Source};
+use crate::proxy::{NetControl, Proxy};
 use process::NodeCommand;
 
 /// Which system the cluster runs.
@@ -123,14 +123,15 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
-struct Node {
-    id: u64,
-    client_addr: String,
-    dir: PathBuf,
-    log: PathBuf,
-    command: NodeCommand,
-    child: Option<Child>,
-    paused: bool,
+/// One node's place in the cluster (built by the per-target `layout`).
+pub(super) struct Node {
+    pub(super) id: u64,
+    pub(super) client_addr: String,
+    pub(super) dir: PathBuf,
+    pub(super) log: PathBuf,
+    pub(super) command: NodeCommand,
+    pub(super) child: Option<Child>,
+    pub(super) paused: bool,
 }
 
 /// Shared with the RSS sampler task: (pid if running, peak KiB) per node.
@@ -160,7 +161,7 @@ fn ephemeral_low() -> u16 {
 /// node binds it, and meanwhile any outgoing connection on the machine may
 /// take it as its local port. Checked by binding; another program can still
 /// win the race, which [`LocalCluster::start`] survives by retrying.
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     const LOW: u16 = 10_000;
     let high = ephemeral_low();
@@ -184,7 +185,7 @@ fn free_port() -> anyhow::Result<u16> {
 /// taken by someone else between our check and the node's bind).
 const START_ATTEMPTS: usize = 3;
 
-fn addr(port: u16) -> SocketAddr {
+pub(super) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -217,8 +218,8 @@ impl LocalCluster {
         let n = spec.nodes;
         let net = spec.proxied.then(|| NetControl::new(n));
         let (nodes, proxies) = match spec.kind {
-            TargetKind::Etcd => layout_etcd(&spec, net.as_ref()).await?,
-            TargetKind::Dengine => layout_dengine(&spec, net.as_ref()).await?,
+            TargetKind::Etcd => etcd::layout(&spec, net.as_ref()).await?,
+            TargetKind::Dengine => dengine::layout(&spec, net.as_ref()).await?,
         };
         let rss: RssTable = Arc::new(Mutex::new(vec![(None, 0); n]));
         let sampler = tokio::spawn(sample_rss(rss.clone()));
@@ -384,7 +385,11 @@ impl LocalCluster {
                 let client = self.client(i).ok()?;
                 client.status(PROBE_TIMEOUT).await.ok().map(|s| (i, s))
             });
-        let statuses: Vec<_> = join_all(probes).await.into_iter().flatten().collect();
+        let statuses: Vec<_> = crate::util::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         statuses
             .iter()
             .filter(|(_, s)| s.is_leader())
@@ -522,187 +527,6 @@ async fn sample_rss(table: RssTable) {
     }
 }
 
-/// Awaits all futures concurrently (a tiny `join_all`, to avoid a crate).
-pub(crate) async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
-}
-
-fn node_dir(spec: &ClusterSpec, id: u64) -> PathBuf {
+pub(super) fn node_dir(spec: &ClusterSpec, id: u64) -> PathBuf {
     spec.dir.join(format!("node{id}"))
-}
-
-async fn layout_etcd(
-    spec: &ClusterSpec,
-    net: Option<&Arc<NetControl>>,
-) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
-    let n = spec.nodes;
-    let program = etcd::binary(spec.binary.as_deref());
-    let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let mut proxies = Vec::new();
-    let mut advertised = Vec::new();
-    for (j, &peer_port) in peer_ports.iter().enumerate() {
-        match net {
-            Some(net) => {
-                // One proxy per destination; the source is read from the
-                // X-Server-From header (see proxy.rs).
-                let p = Proxy::start(
-                    None,
-                    addr(peer_ports[j]),
-                    j,
-                    Source::EtcdHeader,
-                    net.clone(),
-                )
-                .await?;
-                advertised.push(format!("http://{}", p.addr()));
-                proxies.push(p);
-            }
-            None => advertised.push(format!("http://127.0.0.1:{peer_port}")),
-        }
-    }
-    let token = format!("chaos-{}-{}", std::process::id(), client_ports[0]);
-    let nodes = (0..n)
-        .map(|i| {
-            let id = i as u64 + 1;
-            let dir = node_dir(spec, id);
-            let command = etcd::command(
-                &program,
-                i,
-                &dir.join("data"),
-                client_ports[i],
-                peer_ports[i],
-                &advertised,
-                &token,
-                &spec.extra,
-            );
-            Node {
-                id,
-                client_addr: format!("127.0.0.1:{}", client_ports[i]),
-                log: dir.join("node.log"),
-                dir,
-                command,
-                child: None,
-                paused: false,
-            }
-        })
-        .collect();
-    Ok((nodes, proxies))
-}
-
-async fn layout_dengine(
-    spec: &ClusterSpec,
-    net: Option<&Arc<NetControl>>,
-) -> anyhow::Result<(Vec<Node>, Vec<Proxy>)> {
-    let n = spec.nodes;
-    let program = dengine::binary(spec.binary.as_deref())?;
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let direct = |j: usize| format!("127.0.0.1:{}", ports[j]);
-    let mut proxies = Vec::new();
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let id = i as u64 + 1;
-        let mut members = Vec::new();
-        for (j, &port) in ports.iter().enumerate() {
-            let member_addr = match net {
-                // One proxy per directed link i → j.
-                Some(net) if j != i => {
-                    let p =
-                        Proxy::start(None, addr(port), j, Source::Fixed(i), net.clone()).await?;
-                    let a = p.addr().to_string();
-                    proxies.push(p);
-                    a
-                }
-                _ => direct(j),
-            };
-            members.push((j as u64 + 1, member_addr));
-        }
-        let dir = node_dir(spec, id);
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("config.toml");
-        let text = dengine::config_toml(id, &direct(i), &dir.join("data"), &members, &spec.extra)?;
-        std::fs::write(&config, text)
-            .with_context(|| format!("cannot write {}", config.display()))?;
-        nodes.push(Node {
-            id,
-            client_addr: direct(i),
-            log: dir.join("node.log"),
-            dir,
-            command: dengine::command(&program, &config),
-            child: None,
-            paused: false,
-        });
-    }
-    Ok((nodes, proxies))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Node i lists itself at its direct address and peer j at the proxy of
-    /// link i → j; every link has its own proxy.
-    #[tokio::test]
-    async fn dengine_proxied_layout_gives_each_directed_link_its_own_proxy() {
-        let dir = std::env::temp_dir().join(format!("chaos-layout-{}", std::process::id()));
-        let mut spec = ClusterSpec::new(TargetKind::Dengine, 3, dir.clone());
-        spec.proxied = true;
-        spec.binary = Some("/bin/true".into());
-        spec.extra = vec![("raft.election_timeout_ms_min".into(), "300".into())];
-        let net = NetControl::new(3);
-        let (nodes, proxies) = layout_dengine(&spec, Some(&net)).await.unwrap();
-        assert_eq!(proxies.len(), 6);
-        let mut seen = std::collections::HashSet::new();
-        for (i, node) in nodes.iter().enumerate() {
-            assert_eq!(node.command.args[0], "serve");
-            let text = std::fs::read_to_string(node.dir.join("config.toml")).unwrap();
-            let cfg: toml::Table = text.parse().unwrap();
-            assert_eq!(
-                cfg["node"]["listen_addr"].as_str(),
-                Some(node.client_addr.as_str())
-            );
-            assert_eq!(
-                cfg["raft"]["election_timeout_ms_min"].as_integer(),
-                Some(300)
-            );
-            let members = cfg["cluster"]["initial_members"].as_array().unwrap();
-            for (j, m) in members.iter().enumerate() {
-                let addr = m["addr"].as_str().unwrap();
-                assert_eq!(m["id"].as_integer(), Some(j as i64 + 1));
-                if i == j {
-                    assert_eq!(addr, node.client_addr);
-                } else {
-                    assert_ne!(
-                        addr, nodes[j].client_addr,
-                        "peer {j} of node {i} is proxied"
-                    );
-                    assert!(seen.insert(addr.to_owned()), "one proxy per directed link");
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
