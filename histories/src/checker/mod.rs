@@ -397,3 +397,56 @@ fn run_pool<'a, M: Model>(
         .map(|r| r.expect("every group is checked"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KvModel;
+    use crate::{pair, synth};
+
+    /// Runs every partition's search to the end, in slices of `slice` steps.
+    fn verdicts_in_slices(ops: &[Operation], slice: u64) -> Vec<SearchVerdict> {
+        let (decoded, groups) = decode_and_partition(&KvModel, ops, false).unwrap();
+        let memory_used = AtomicUsize::new(0);
+        let stop = Stop {
+            deadline: None,
+            cancel: None,
+            illegal_found: None,
+            memory_used: &memory_used,
+            memory_limit_bytes: usize::MAX,
+        };
+        groups
+            .iter()
+            .map(|g| {
+                let group_ops = search_ops(ops, &decoded, g);
+                let mut search = Search::new(&KvModel, &group_ops);
+                loop {
+                    if let Some(outcome) = search.run(slice, &stop) {
+                        break outcome.verdict;
+                    }
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resuming_in_tiny_slices_changes_nothing() {
+        for seed in 1..6 {
+            let mut history = synth::linearizable_kv(seed, 300, 3, 6);
+            // Corrupt one read so some partitions are illegal.
+            if let Some(e) = history
+                .events
+                .iter_mut()
+                .rev()
+                .find(|e| e.f == "get" && e.kind == crate::EventType::Ok)
+            {
+                e.value = "corrupt".into();
+            }
+            let ops = pair(&history).unwrap();
+            let whole = verdicts_in_slices(&ops, u64::MAX / 2);
+            assert!(whole.contains(&SearchVerdict::Illegal));
+            assert_eq!(verdicts_in_slices(&ops, 3), whole, "seed {seed}");
+            assert_eq!(verdicts_in_slices(&ops, 1), whole, "seed {seed}");
+        }
+    }
+}

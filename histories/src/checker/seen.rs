@@ -4,14 +4,18 @@
 //! An open-addressing table whose keys live in one flat arena (`words`
 //! bitset words plus one word for the state id per entry), so an insert is
 //! one probe sequence and no allocation, and memory is a few words per entry.
+//! Each slot also holds 32 bits of the entry's hash: a probe that meets
+//! another key is then rejected without touching the arena, which matters
+//! because the table is far larger than the CPU caches.
 
 /// Configurations seen so far in one partition.
 pub struct SeenSet {
     words: usize,
     arena: Vec<u64>,
+    /// Full hashes, read only when the table grows.
     hashes: Vec<u64>,
-    /// Entry number + 1; 0 marks an empty slot.
-    slots: Vec<u32>,
+    /// `(entry number + 1) << 32 | hash >> 32`; 0 marks an empty slot.
+    slots: Vec<u64>,
     shift: u32,
 }
 
@@ -45,14 +49,15 @@ impl SeenSet {
         debug_assert_eq!(bits.len(), self.words);
         let stride = self.words + 1;
         let mask = self.slots.len() - 1;
+        let tag = hash >> 32;
         let mut i = self.slot_of(hash);
         loop {
             let slot = self.slots[i];
             if slot == 0 {
                 break;
             }
-            let e = (slot - 1) as usize;
-            if self.hashes[e] == hash {
+            if slot & 0xffff_ffff == tag {
+                let e = ((slot >> 32) - 1) as usize;
                 let key = &self.arena[e * stride..(e + 1) * stride];
                 if key[self.words] == u64::from(state) && key[..self.words] == *bits {
                     return false;
@@ -68,7 +73,7 @@ impl SeenSet {
         self.hashes.push(hash);
         self.arena.extend_from_slice(bits);
         self.arena.push(u64::from(state));
-        self.slots[i] = e as u32 + 1;
+        self.slots[i] = ((e as u64 + 1) << 32) | tag;
         // Keep the load under a half so probe sequences stay short.
         if self.hashes.len() * 2 > self.slots.len() {
             self.grow();
@@ -86,13 +91,13 @@ impl SeenSet {
             while self.slots[i] != 0 {
                 i = (i + 1) & mask;
             }
-            self.slots[i] = e as u32 + 1;
+            self.slots[i] = ((e as u64 + 1) << 32) | (hash >> 32);
         }
     }
 
     /// Bytes held, for the memory bound.
     pub fn bytes(&self) -> usize {
-        self.arena.capacity() * 8 + self.hashes.capacity() * 8 + self.slots.len() * 4
+        self.arena.capacity() * 8 + self.hashes.capacity() * 8 + self.slots.len() * 8
     }
 }
 
