@@ -173,6 +173,10 @@ fn check_file(
         Ok(h) => h,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
+    if history.events.is_empty() {
+        // An empty history is almost always a broken pipeline, not a pass.
+        return Outcome::Unreadable("no operations in the file".into());
+    }
     let ops = match pair(&history) {
         Ok(ops) => ops,
         Err(e) => return Outcome::Unreadable(e.to_string()),

@@ -203,6 +203,12 @@ fn bad_input_exits_65_naming_the_line() {
     let truncated_edn = b"[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0, :type :ok, :f :read, :val";
     assert_unreadable("truncated.edn", truncated_edn, &[], 2);
 
+    let dir = scratch("empty");
+    let path = write(&dir, "empty.jsonl", b"");
+    let out = dengine(&[&path]);
+    assert_eq!(code(&out), 65);
+    assert!(stderr(&out).contains("no operations"));
+
     let unknown_type = b"{:process 0, :type :invoke, :f :read, :value nil}\n{:process 0, :type :maybe, :f :read, :value nil}\n";
     assert_unreadable(
         "unknown-type.edn",
