@@ -77,6 +77,9 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
     }
 }
 
+/// After healing, some node must lead within this many ticks.
+const LEADER_BOUND_TICKS: u64 = 600;
+
 pub struct Outcome {
     pub stats: super::cluster::Stats,
     pub acked: usize,
@@ -314,7 +317,15 @@ fn liveness(c: &mut Cluster, p: &SimParams) -> Result<Outcome, String> {
                 c.now
             ));
         }
-        let Some(l) = c.leader() else { continue };
+        let Some(l) = c.leader() else {
+            if leader_at.is_none() && c.now - start > LEADER_BOUND_TICKS {
+                return Err(format!(
+                    "liveness: no leader within {LEADER_BOUND_TICKS} ticks after healing; {}",
+                    status_line(c)
+                ));
+            }
+            continue;
+        };
         leader_at.get_or_insert(c.now - start);
         if converged(c, l) {
             let members: Vec<NodeId> = c.nodes[&l]
