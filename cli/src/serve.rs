@@ -31,7 +31,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(());
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::signals::terminated().await;
             tracing::info!("signal received; shutting down");
             let _ = stop_tx.send(());
         });
@@ -44,18 +44,4 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         node.run().await.context("the node stopped on an error")?;
         Ok(0)
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -1,0 +1,70 @@
+//! `dengine`: the one binary of the d-engine distribution.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod admin;
+mod bench;
+mod chaos;
+mod check;
+mod cluster;
+mod kv;
+mod logging;
+mod serve;
+mod signals;
+mod status;
+
+#[derive(Parser)]
+#[command(
+    name = "dengine",
+    version,
+    about = "d-engine: Raft engine and the tools that prove it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per process; boxing the larger argument structs would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Serve(serve::ServeArgs),
+    /// Run a local cluster of nodes (foreground), or stop one.
+    Cluster(cluster::ClusterArgs),
+    /// Read and write keys of a running cluster.
+    Kv(kv::KvArgs),
+    /// Show every node's role, term, indexes and the leader's replication progress.
+    Status(status::StatusArgs),
+    /// Change membership, transfer leadership, take snapshots.
+    Admin(admin::AdminArgs),
+    /// Measure throughput and latency of d-engine, etcd, or the generator itself.
+    Bench(bench::BenchArgs),
+    /// Inject faults into a local cluster under load and check linearizability.
+    Chaos(chaos::ChaosArgs),
+    /// Check recorded client histories for linearizability.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Cluster(args) => cluster::run(args),
+        Command::Kv(args) => kv::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Admin(args) => admin::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::run(args),
+        Command::Check(args) => Ok(check::run(args)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
