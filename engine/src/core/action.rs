@@ -31,7 +31,9 @@ pub enum Action {
         msg: Message,
         when: SendWhen,
     },
-    /// Apply committed entries to the state machine, in order; answer with `Event::Applied`.
+    /// Apply committed entries to the state machine, in order; answer with
+    /// `Event::Applied`. After an `InstallSnapshot`, entries at or below the state
+    /// machine's applied index (from batches emitted earlier) must be skipped.
     Apply { entries: Vec<Entry> },
     /// Answer to a proposal: accepted at `(index, term)` — the client's answer is the
     /// result of applying that entry; if a different term is applied at `index`, the

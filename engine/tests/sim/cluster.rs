@@ -30,6 +30,8 @@ pub struct SimNode {
     /// clock drift); the others tick once per simulated tick.
     pub slow: bool,
     pub incarnation: u64,
+    /// Runtime notifications (applied, snapshot built) not yet delivered to the core.
+    pub later: Vec<Event>,
 }
 
 impl SimNode {
@@ -102,6 +104,8 @@ pub struct Cluster {
     pub out: Vec<String>,
     pub verbose: bool,
     pub stop_on_violation: bool,
+    /// Deliver `Applied` / `SnapshotBuilt` on a later tick, as an asynchronous runtime.
+    pub async_notify: bool,
 }
 
 impl Cluster {
@@ -121,6 +125,7 @@ impl Cluster {
             out: Vec::new(),
             verbose: false,
             stop_on_violation: true,
+            async_notify: false,
         };
         let voters: Vec<NodeId> = (1..=n).collect();
         for &id in &voters {
@@ -149,6 +154,7 @@ impl Cluster {
                 held: Vec::new(),
                 slow: false,
                 incarnation: 0,
+                later: Vec::new(),
             },
         );
     }
@@ -230,7 +236,7 @@ impl Cluster {
                 for e in &entries {
                     self.apply_one(id, e);
                 }
-                queue.push_back(Event::Applied { index: last });
+                self.notify(id, Event::Applied { index: last }, queue);
             }
             Action::ProposeResult { id: req, result } => self.on_propose_result(id, req, result),
             Action::ReadResult { id: req, result } => {
@@ -254,7 +260,7 @@ impl Cluster {
                 let sm = node.sm.clone();
                 let last = sm.applied;
                 self.snaps.entry((last, sm.applied_term)).or_insert(sm);
-                queue.push_back(Event::SnapshotBuilt { last_index: last });
+                self.notify(id, Event::SnapshotBuilt { last_index: last }, queue);
             }
             Action::SaveSnapshotMeta(meta) => {
                 if self.verbose {
@@ -274,6 +280,14 @@ impl Cluster {
                         .push(format!("  {id}: {role:?} term={term} leader={leader:?}"));
                 }
             }
+        }
+    }
+
+    fn notify(&mut self, id: NodeId, ev: Event, queue: &mut VecDeque<Event>) {
+        if self.async_notify {
+            self.nodes.get_mut(&id).expect("node").later.push(ev);
+        } else {
+            queue.push_back(ev);
         }
     }
 
@@ -480,6 +494,7 @@ impl Cluster {
         self.note(format!("  {id}: CRASH at tick {}", self.now));
         let node = self.nodes.get_mut(&id).expect("node");
         node.raft = None;
+        node.later.clear();
         self.stats.crashes += 1;
         node.storage.crash();
         node.held.clear();
@@ -531,6 +546,14 @@ impl Cluster {
             }
         }
         self.deliver_due();
+        for id in self.alive_ids() {
+            if !self.nodes[&id].later.is_empty() && self.rng.chance(1, 2) {
+                let evs = std::mem::take(&mut self.nodes.get_mut(&id).expect("node").later);
+                for ev in evs {
+                    self.step(id, ev);
+                }
+            }
+        }
         for id in self.alive_ids() {
             let pending = self.nodes[&id].storage.pending.len();
             if pending > 0 && self.rng.chance(1, 2) {

@@ -21,6 +21,7 @@ pub struct SimParams {
     pub partition_rate: u64,
     pub member_rate: u64,
     pub slow_clocks: bool,
+    pub async_notify: bool,
 }
 
 /// Derives everything about a run from its seed.
@@ -74,6 +75,7 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
         partition_rate: r.range(50, 200),
         member_rate: r.range(10, 60),
         slow_clocks: r.chance(2, 3),
+        async_notify: r.chance(1, 2),
     }
 }
 
@@ -110,6 +112,7 @@ pub fn run(seed: u64, p: &SimParams) -> Result<Outcome, String> {
     let mut c = Cluster::new(p.nodes, p.cfg.clone(), seed);
     c.verbose = std::env::var("SIM_TRACE").is_ok();
     c.net.cfg = p.net.clone();
+    c.async_notify = p.async_notify;
     c.add_clients(p.clients);
     let max_id = p.nodes + 3;
     for _ in 0..p.safety_ticks {
