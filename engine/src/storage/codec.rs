@@ -177,6 +177,19 @@ pub fn payload_encoded_len(p: &EntryPayload) -> usize {
 
 /// Decodes a payload. `data` of a command is copied out of `buf` once.
 pub fn decode_payload(buf: &[u8]) -> Result<EntryPayload, DecodeError> {
+    decode_payload_with(buf, &Bytes::copy_from_slice)
+}
+
+/// Decodes a payload that lies inside `parent`: command data is a zero-copy slice of
+/// `parent` (used when reading many entries from one buffer).
+pub fn decode_payload_in(parent: &Bytes, buf: &[u8]) -> Result<EntryPayload, DecodeError> {
+    decode_payload_with(buf, &|s| parent.slice_ref(s))
+}
+
+fn decode_payload_with(
+    buf: &[u8],
+    to_bytes: &dyn Fn(&[u8]) -> Bytes,
+) -> Result<EntryPayload, DecodeError> {
     let mut r = Reader::new(buf);
     r.version("entry payload")?;
     let p = match r.u8()? {
@@ -190,7 +203,7 @@ pub fn decode_payload(buf: &[u8]) -> Result<EntryPayload, DecodeError> {
                 }),
                 f => return Err(DecodeError(format!("bad session flag {f}"))),
             };
-            let data = Bytes::copy_from_slice(r.bytes()?);
+            let data = to_bytes(r.bytes()?);
             EntryPayload::Command { session, data }
         }
         TAG_CONFIG => EntryPayload::Config(get_membership(&mut r)?),

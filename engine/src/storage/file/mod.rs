@@ -30,6 +30,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
 pub use state_machine::FileStateMachine;
 
 use self::format::{REC_HEADER_BYTES, parse_record, record_payload};
@@ -270,7 +272,6 @@ impl StorageEngine for FileStorageEngine {
         check_range(lo, hi, view.first_index(), view.last_index())?;
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut index = lo;
-        let mut buf = Vec::new();
         while index < hi {
             // One read for each run of records that are adjacent in one segment.
             let first = *view.loc(index).expect("range checked");
@@ -291,10 +292,12 @@ impl StorageEngine for FileStorageEngine {
                     backend: "file log",
                     message: format!("segment {} of entry {index} is not open", first.seq),
                 })?;
-            buf.resize((run_end - first.offset) as usize, 0);
+            let mut run = vec![0u8; (run_end - first.offset) as usize];
             seg.file
-                .read_exact_at(&mut buf, first.offset)
+                .read_exact_at(&mut run, first.offset)
                 .map_err(|e| StorageError::io("reading", &seg.path, e))?;
+            // Entries share the run's buffer: no copy or allocation per entry.
+            let buf = Bytes::from(run);
             let mut off = 0usize;
             for i in index..end {
                 out.push(decode_at(seg, &buf, off, first.offset, i)?);
@@ -308,7 +311,7 @@ impl StorageEngine for FileStorageEngine {
 
 /// Decodes the record of entry `index` at `buf[off..]` (file offset `base + off`),
 /// re-verifying its checksum.
-fn decode_at(seg: &Segment, buf: &[u8], off: usize, base: u64, index: LogIndex) -> Result<Entry> {
+fn decode_at(seg: &Segment, buf: &Bytes, off: usize, base: u64, index: LogIndex) -> Result<Entry> {
     let at = base + off as u64;
     let rec = parse_record(buf, off).map_err(|why| StorageError::corrupt(&seg.path, at, why))?;
     if rec.index != index {
@@ -318,7 +321,7 @@ fn decode_at(seg: &Segment, buf: &[u8], off: usize, base: u64, index: LogIndex) 
             format!("expected entry {index}, found {}", rec.index),
         ));
     }
-    let payload = codec::decode_payload(record_payload(buf, off, &rec))
+    let payload = codec::decode_payload_in(buf, record_payload(buf, off, &rec))
         .map_err(|e| StorageError::corrupt(&seg.path, at + REC_HEADER_BYTES as u64, e.0))?;
     Ok(Entry {
         term: rec.term,
