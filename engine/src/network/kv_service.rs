@@ -113,6 +113,7 @@ impl KvService {
                 ));
             }
         };
+        tracing::Span::current().record("consistency", tracing::field::debug(consistency));
         self.ctx
             .call(header, |reply| ClientRequest::Read {
                 consistency,

@@ -69,6 +69,8 @@ pub(crate) struct EventLoop {
     pub ticks_since_publish: u32,
     /// The span every log line of this node is emitted in; carries its id, term and role.
     pub span: tracing::Span,
+    /// Open while this node campaigns: pre-vote and vote rounds log inside it.
+    pub election: Option<tracing::Span>,
 }
 
 impl EventLoop {
@@ -717,6 +719,14 @@ impl EventLoop {
             Role::Candidate => self.metrics.elections_started.increment(1),
             Role::Leader => self.metrics.elections_won.increment(1),
             Role::Follower => {}
+        }
+        if matches!(role, Role::PreCandidate | Role::Candidate) {
+            let span = self
+                .election
+                .get_or_insert_with(|| tracing::info_span!("election", term));
+            span.in_scope(|| debug!(?role, term, "campaigning"));
+        } else if let Some(span) = self.election.take() {
+            span.in_scope(|| debug!(won = role == Role::Leader, term, "election over"));
         }
         self.span.record("term", term);
         self.span.record("role", tracing::field::debug(role));

@@ -18,6 +18,16 @@ pub(crate) type Completed = (
     Vec<(Duration, usize)>,
 );
 
+/// One queued write: the last log position it makes durable, when it was queued, how
+/// many entries it carries, and its tracing span (closed when the write is durable).
+struct Mark {
+    seq: u64,
+    last: (LogIndex, Term),
+    at: Instant,
+    entries: usize,
+    _span: tracing::Span,
+}
+
 #[derive(Default)]
 pub(crate) struct PersistQueue {
     /// Writes queued so far, and how many of them storage reported durable.
@@ -25,7 +35,7 @@ pub(crate) struct PersistQueue {
     pub durable: u64,
     /// For each queued write: the last log position it makes durable, when it was
     /// queued and how many entries it carries.
-    marks: VecDeque<(u64, LogIndex, Term, Instant, usize)>,
+    marks: VecDeque<Mark>,
     /// Messages waiting for the write with the given sequence number.
     held: VecDeque<(u64, NodeId, Message)>,
     /// The last entry queued for writing.
@@ -45,8 +55,15 @@ impl PersistQueue {
     pub(crate) fn issue(&mut self, last: (LogIndex, Term), entries: usize) -> u64 {
         self.issued += 1;
         self.last = last;
-        self.marks
-            .push_back((self.issued, last.0, last.1, Instant::now(), entries));
+        let span =
+            tracing::debug_span!("log_write", seq = self.issued, entries, last_index = last.0);
+        self.marks.push_back(Mark {
+            seq: self.issued,
+            last,
+            at: Instant::now(),
+            entries,
+            _span: span,
+        });
         self.issued
     }
 
@@ -70,10 +87,10 @@ impl PersistQueue {
         self.durable = seq;
         let mut durable_pos = None;
         let mut writes = Vec::new();
-        while self.marks.front().is_some_and(|m| m.0 <= seq) {
-            let (_, i, t, at, n) = self.marks.pop_front().expect("checked non-empty");
-            durable_pos = Some((i, t));
-            writes.push((at.elapsed(), n));
+        while self.marks.front().is_some_and(|m| m.seq <= seq) {
+            let m = self.marks.pop_front().expect("checked non-empty");
+            durable_pos = Some(m.last);
+            writes.push((m.at.elapsed(), m.entries));
         }
         let mut ready = Vec::new();
         while self.held.front().is_some_and(|h| h.0 <= seq) {

@@ -113,6 +113,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
     // the finer limits and answer with typed errors.
     let client_max = (config.network.client_message_bytes_max as usize).saturating_mul(2);
     let router = tonic::transport::Server::builder()
+        .trace_fn(request_span)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_millis(
             config.network.keepalive_interval_ms,
@@ -166,10 +167,24 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
         metrics: crate::metrics::LoopMetrics::new(me),
         ticks_since_publish: 0,
         span,
+        election: None,
     };
     Ok(Node {
         event_loop,
         local_addr,
         server,
     })
+}
+
+/// One span per RPC, with a process-unique id; the services record the read
+/// consistency into it.
+fn request_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug_span!(
+        "rpc",
+        id,
+        method = %req.uri().path(),
+        consistency = tracing::field::Empty
+    )
 }
