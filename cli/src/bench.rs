@@ -324,3 +324,103 @@ fn report_errors<'a>(errors: impl IntoIterator<Item = &'a str>) -> u8 {
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Subcommand)]
+    enum Cmd {
+        Bench(BenchArgs),
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let Cmd::Bench(a) =
+            Cli::try_parse_from(std::iter::once("dengine").chain(args.iter().copied()))
+                .expect("parses")
+                .cmd;
+        a
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn a_single_run_and_a_compare_parse_into_settings() {
+        let a = parse(&[
+            "bench",
+            "--target",
+            "etcd",
+            "--endpoints",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--workload",
+            "mixed",
+            "--read-ratio",
+            "0.5",
+            "--rate",
+            "1000",
+            "--clients",
+            "8",
+            "--ops",
+            "100",
+        ]);
+        assert_eq!(a.endpoints.len(), 2);
+        let spec = run_spec(&a.run).unwrap();
+        assert_eq!(spec.workload.kind, WorkloadKind::Mixed);
+        assert_eq!(
+            spec.load,
+            Load::Open {
+                rate: 1000.0,
+                max_in_flight: 8
+            }
+        );
+        assert_eq!(spec.stop, StopAt::Ops(100));
+
+        let a = parse(&[
+            "bench",
+            "compare",
+            "--targets",
+            "dengine,etcd",
+            "--rounds",
+            "3",
+        ]);
+        let Some(BenchCommand::Compare(c)) = a.command else {
+            panic!("expected compare");
+        };
+        assert_eq!(c.targets, vec!["dengine", "etcd"]);
+        assert_eq!(c.rounds, 3);
+        assert_eq!(
+            run_spec(&c.run).unwrap().stop,
+            StopAt::Duration(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let a = parse(&["bench", "--workload", "cas", "--value-size", "4"]);
+        let e = run_spec(&a.run).unwrap_err().to_string();
+        assert!(e.contains("value_size"), "{e}");
+        let a = parse(&["bench", "--clients", "0"]);
+        assert!(
+            run_spec(&a.run)
+                .unwrap_err()
+                .to_string()
+                .contains("clients")
+        );
+    }
+}
