@@ -16,7 +16,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use d_engine_histories::{CheckOptions, RegisterModel, Verdict, check, pair, read_jsonl};
+use std::collections::{HashMap, HashSet};
+
+use d_engine_histories::{
+    CheckOptions, Operation, RegisterModel, Status, Value, Verdict, check, pair, read_jsonl,
+};
 use serde::Serialize;
 
 use crate::client::{Consistency, KvClient};
@@ -112,6 +116,10 @@ pub struct Summary {
     pub verdict: String,
     /// The first key found not linearizable, if any.
     pub failing_key: Option<String>,
+    /// Values read although the write that wrote them was reported `fail`
+    /// (did not take effect): each is a violation on its own, found without
+    /// a search because every written value is unique.
+    pub aborted_reads: Vec<String>,
     pub ops_checked: usize,
     pub check_ms: f64,
     pub peak_rss_kib: Vec<u64>,
@@ -216,25 +224,33 @@ async fn drive(
     let check_started = Instant::now();
     let bytes = std::fs::read(cfg.out.join("history.jsonl"))?;
     let check_timeout = cfg.check_timeout;
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (result, aborted) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let history = read_jsonl(&bytes)?;
         let ops = pair(&history)?;
+        let aborted = aborted_reads(&ops);
         let options = CheckOptions {
             timeout: Some(check_timeout),
             ..CheckOptions::default()
         };
-        Ok(check(&RegisterModel::cas_register(), &ops, &options)?)
+        Ok((
+            check(&RegisterModel::cas_register(), &ops, &options)?,
+            aborted,
+        ))
     })
     .await??;
+    for a in &aborted {
+        eprintln!("chaos: aborted read: {a}");
+    }
     let check_ms = check_started.elapsed().as_secs_f64() * 1e3;
     std::fs::write(
         cfg.out.join("check.json"),
         serde_json::to_vec_pretty(&result)?,
     )?;
 
-    let exit_code = match (result.verdict, recovered) {
-        (Verdict::Linearizable, true) => 0,
-        (Verdict::Unknown, true) => 2,
+    // An aborted read is a certain violation even when the search gives up.
+    let exit_code = match (result.verdict, recovered, aborted.is_empty()) {
+        (Verdict::Linearizable, true, true) => 0,
+        (Verdict::Unknown, true, true) => 2,
         _ => 1,
     };
     let ops = recorder.counts();
@@ -268,6 +284,7 @@ async fn drive(
         final_reads,
         verdict: result.verdict.as_str().to_owned(),
         failing_key: result.failing_partition().and_then(|p| p.key.clone()),
+        aborted_reads: aborted,
         ops_checked: result.ops_checked,
         check_ms,
         peak_rss_kib: Vec::new(),
@@ -283,6 +300,49 @@ async fn drive(
         summary.exit_code
     );
     Ok(summary)
+}
+
+/// Reads that returned a value whose write (or cas) completed as `fail`.
+/// The workload writes every value once, so such a read proves that a
+/// request reported as not applied was applied: the reply broke its
+/// contract. One line per case, naming the failed op and its error.
+pub fn aborted_reads(ops: &[Operation]) -> Vec<String> {
+    let written = |op: &Operation| match (&op.f[..], &op.input) {
+        ("write", v) => Some(v.clone()),
+        ("cas", Value::List(pair)) if pair.len() == 2 => Some(pair[1].clone()),
+        _ => None,
+    };
+    let mut failed: HashMap<(Option<&str>, Value), &Operation> = HashMap::new();
+    for op in ops.iter().filter(|op| op.status == Status::Fail) {
+        if let Some(v) = written(op).filter(|v| !v.is_nil()) {
+            failed.insert((op.key.as_deref(), v), op);
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for read in ops
+        .iter()
+        .filter(|op| op.f == "read" && op.status == Status::Ok)
+    {
+        let k = (read.key.as_deref(), read.output.clone());
+        if let Some(w) = failed.get(&k)
+            && seen.insert(w.id)
+        {
+            out.push(format!(
+                "key {} value {} read by process {} (line {}) was written by {} {} of process {} (line {}) that failed: {}",
+                read.key.as_deref().unwrap_or("-"),
+                read.output,
+                read.process,
+                read.call_line,
+                w.f,
+                w.input,
+                w.process,
+                w.call_line,
+                w.error.as_deref().unwrap_or("no error text"),
+            ));
+        }
+    }
+    out
 }
 
 /// The first time a write commits through any node, trying every node in
@@ -343,6 +403,22 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_of_a_failed_write_is_an_aborted_read() {
+        let text = br#"{"process":1,"type":"invoke","f":"write","key":"k","value":7}
+{"process":1,"type":"fail","f":"write","key":"k","error":"SHUTTING_DOWN"}
+{"process":2,"type":"invoke","f":"cas","key":"k","value":[null,8]}
+{"process":2,"type":"fail","f":"cas","key":"k","error":"mismatch"}
+{"process":3,"type":"invoke","f":"read","key":"k"}
+{"process":3,"type":"ok","f":"read","key":"k","value":7}
+{"process":3,"type":"invoke","f":"read","key":"k"}
+{"process":3,"type":"ok","f":"read","key":"k","value":null}"#;
+        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+        let found = aborted_reads(&ops);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("value 7") && found[0].contains("SHUTTING_DOWN"));
+    }
 
     #[test]
     fn durations_parse() {
