@@ -431,6 +431,11 @@ fn pace(
             }
             std::thread::sleep((intended - now).min(PACER_STEP));
         }
+        // Behind schedule past the end (the target is slower than the rate): what is
+        // left is counted as unsent rather than sent after the end.
+        if Instant::now() >= stop_at {
+            break;
+        }
         // Blocks while max_in_flight tickets are queued: the intended times keep
         // their schedule, so the backlog shows as latency.
         if tx.blocking_send(intended).is_err() {

@@ -611,3 +611,56 @@ async fn cas_against_a_real_store_mostly_swaps() {
         sm.ops
     );
 }
+
+/// Takes 10 ms per call.
+struct Slow;
+
+impl Target for Slow {
+    async fn put(&self, _k: Bytes, _v: Bytes) -> Result<(), TargetError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(())
+    }
+    async fn get(&self, _k: Bytes, _c: Consistency) -> Result<Option<Bytes>, TargetError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(None)
+    }
+    async fn cas(&self, _k: Bytes, _e: Option<Bytes>, _n: Bytes) -> Result<CasResult, TargetError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(CasResult {
+            succeeded: true,
+            current: None,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_open_loop_ends_on_time_and_counts_what_it_could_not_send() {
+    // 1000 ops/s offered, at most 2 in flight of 10 ms each: ~200 ops/s served.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        Load::Open {
+            rate: 1000.0,
+            max_in_flight: 2,
+        },
+        StopAt::Duration(Duration::from_secs(1)),
+    );
+    // (With a warm-up, the backlog would be all warm-up tickets: nothing measured.)
+    s.warmup = Duration::ZERO;
+    let t = Instant::now();
+    let outcome = run_target_to_dir("slow", Arc::new(Slow), &quiet(s), tmp.path())
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    let sm = &outcome.summary;
+    assert!(sm.ops < 400, "{} ops", sm.ops);
+    let unsent = sm.unsent.expect("open loop reports unsent");
+    assert!(unsent > 500, "only {unsent} unsent");
+    // Queueing shows in the latency from intended time, not in the service time.
+    let service = sm.service_us.as_ref().unwrap();
+    assert!(sm.latency_us.p50 > 100_000, "{:?}", sm.latency_us);
+    assert!(service.p50 < 50_000, "{service:?}");
+}
