@@ -218,7 +218,11 @@ impl Drop for FileStorageEngine {
         // Closing the queue lets the writer finish what was submitted, then exit.
         self.tx.take();
         if let Some(h) = self.writer.take() {
-            let _ = h.join();
+            // Dropped from a completion callback (on the writer itself): it exits on
+            // its own once the queue is drained; joining would deadlock.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }

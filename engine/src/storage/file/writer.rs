@@ -257,10 +257,13 @@ impl Writer {
     fn sync_active(&mut self) -> Result<()> {
         self.write_buf()?;
         if self.dirty {
+            let started = std::time::Instant::now();
             self.active
                 .file
                 .sync_data()
                 .map_err(|e| StorageError::io("syncing", &self.active.path, e))?;
+            // Same name as `crate::metrics::FSYNC_SECONDS` (a no-op without a recorder).
+            metrics::histogram!("dengine_fsync_seconds").record(started.elapsed().as_secs_f64());
             self.dirty = false;
         }
         Ok(())

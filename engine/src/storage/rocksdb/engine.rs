@@ -154,7 +154,10 @@ impl Drop for RocksDBStorageEngine {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(h) = self.writer.take() {
-            let _ = h.join();
+            // Dropped from a completion callback: joining itself would deadlock.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }
