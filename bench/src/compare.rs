@@ -121,11 +121,17 @@ fn peak_rss(s: &Summary) -> String {
     v.join(" / ")
 }
 
+/// `a / b` with about three significant digits; small ratios as `1/Nx`.
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}x", a / b)
-    } else {
-        "-".into()
+    if !(a > 0.0 && b > 0.0) {
+        return "-".into();
+    }
+    let r = a / b;
+    match r {
+        r if r >= 100.0 => format!("{r:.0}x"),
+        r if r >= 10.0 => format!("{r:.1}x"),
+        r if r >= 0.1 => format!("{r:.2}x"),
+        r => format!("1/{:.0}x", 1.0 / r),
     }
 }
 
@@ -190,6 +196,16 @@ fn table(outcomes: &[RunOutcome], spec: &CompareSpec) -> String {
                 ratio(a.latency_us.p99 as f64, b.latency_us.p99 as f64),
             );
         }
+        if let Some(noop) = outcomes.iter().find(|o| o.summary.target == "noop") {
+            for o in outcomes.iter().filter(|o| o.summary.target != "noop") {
+                let _ = writeln!(
+                    s,
+                    "\nGenerator headroom: the no-op target ran {} the ops/s of {} with the same settings (>= 10x: the generator is not the bottleneck).",
+                    ratio(noop.summary.ops_per_sec, o.summary.ops_per_sec),
+                    o.summary.target
+                );
+            }
+        }
         if let Some(f) = &a.floors {
             let _ = writeln!(
                 s,
@@ -216,6 +232,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn ratios_read_well_at_any_scale() {
+        assert_eq!(ratio(5.0, 1.0), "5.00x");
+        assert_eq!(ratio(1500.0, 1.0), "1500x");
+        assert_eq!(ratio(1.0, 1382.0), "1/1382x");
+        assert_eq!(ratio(1.0, 0.0), "-");
+    }
 
     #[test]
     fn splits_keep_the_total() {
