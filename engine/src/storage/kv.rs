@@ -228,14 +228,16 @@ pub struct KvState {
 /// Where commands read and write pairs: the in-memory map, or a backend's overlay of
 /// pending writes over its database.
 pub trait KvStore {
-    fn get(&self, key: &[u8]) -> Option<Bytes>;
+    /// `&mut` so a backend can record a read error and fail the batch afterwards
+    /// (treating a failed read as "absent" would make replicas diverge).
+    fn get(&mut self, key: &[u8]) -> Option<Bytes>;
     fn put(&mut self, key: Bytes, value: Bytes);
     /// Removes `key`; true if it was there.
     fn delete(&mut self, key: &Bytes) -> bool;
 }
 
 impl KvStore for BTreeMap<Bytes, Bytes> {
-    fn get(&self, key: &[u8]) -> Option<Bytes> {
+    fn get(&mut self, key: &[u8]) -> Option<Bytes> {
         BTreeMap::get(self, key).cloned()
     }
     fn put(&mut self, key: Bytes, value: Bytes) {

@@ -58,13 +58,18 @@ struct Overlay<'a> {
 }
 
 impl KvStore for Overlay<'_> {
-    fn get(&self, key: &[u8]) -> Option<Bytes> {
+    fn get(&mut self, key: &[u8]) -> Option<Bytes> {
         if let Some(v) = self.pending.get(key) {
             return v.clone();
         }
-        // A read error cannot be reported from here; `apply` checks `error` below, but
-        // `&self` cannot record it, so reads fall back to the database result directly.
-        self.db.get_cf(self.cf, key).ok().flatten().map(Bytes::from)
+        match self.db.get_cf(self.cf, key) {
+            Ok(v) => v.map(Bytes::from),
+            Err(e) => {
+                // `apply` fails the whole batch (nothing written) when this is set.
+                self.error = Some(e);
+                None
+            }
+        }
     }
     fn put(&mut self, key: Bytes, value: Bytes) {
         self.pending.insert(key, Some(value));
