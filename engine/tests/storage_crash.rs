@@ -559,3 +559,86 @@ fn random_single_byte_damage_never_yields_wrong_or_lost_data() {
     eprintln!("random damage: {ok} opened (torn tail or untouched bytes), {corrupt} refused");
     assert!(corrupt > 0 && ok > 0);
 }
+
+/// A meta file (documented layout) with default hard state and snapshot, recording a
+/// truncation that zeroes bytes `from..to` of segment `seq`.
+fn meta_with_zeroing(seq: u64, from: u64, to: u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0u8; 16]); // hard state: term 0, no vote
+    body.extend_from_slice(&[0u8; 16]); // snapshot: index 0, term 0
+    body.extend_from_slice(&[0u8; 12]); // membership: three empty sets
+    body.push(1);
+    for v in [seq, from, to] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut out = b"DENGMETA".to_vec();
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn truncation_interrupted_by_a_crash_is_finished_not_called_corruption() {
+    // A power loss while a truncation zeroes records can persist the zeros out of
+    // order: a hole, then old records. The meta file's marker says so.
+    let dir = make_log("zeroing", 700);
+    let seg = segments(dir.path()).pop().unwrap();
+    let seq = u64::from_str_radix(seg.file_stem().unwrap().to_str().unwrap(), 16).unwrap();
+    let offs = record_offsets(&seg);
+    assert!(offs.len() > 8);
+    let first_idx = 700 - offs.len() as u64 + 1;
+    let cut = offs.len() / 4; // the truncation started at this record
+    let hole = offs.len() / 2; // only this part of the zeros reached the disk
+    let end = fs::metadata(&seg).unwrap().len();
+    write_at(
+        &seg,
+        offs[hole],
+        &vec![0u8; (offs[hole + 1] - offs[hole]) as usize],
+    );
+
+    // Without the marker this is damage in the middle of the log.
+    assert!(matches!(reopen(&dir), Err(StorageError::Corrupt { .. })));
+
+    fs::write(
+        dir.path().join("meta"),
+        meta_with_zeroing(seq, offs[cut], end),
+    )
+    .unwrap();
+    let e = reopen(&dir).unwrap();
+    // Records before the hole are a prefix of the old log; the rest is gone.
+    let kept = first_idx + hole as u64 - 1;
+    assert_prefix(&e, kept);
+    e.append(vec![crash_entry(kept + 1)], None).wait().unwrap();
+    drop(e);
+    // The marker was cleared and the leftovers zeroed: a plain reopen is clean.
+    assert_prefix(&reopen(&dir).unwrap(), kept + 1);
+}
+
+#[test]
+fn truncation_leaves_no_marker_behind() {
+    // Regression guard: a marker left after a finished truncation would make damage to
+    // acknowledged records written later into that range look like leftovers, and
+    // recovery would drop them silently.
+    let dir = make_log("zeroing-clean", 700);
+    let e = reopen(&dir).unwrap();
+    e.truncate_suffix(600).wait().unwrap();
+    let batch: Vec<Entry> = (600..=650).map(crash_entry).collect();
+    e.append(batch, None).wait().unwrap();
+    drop(e);
+    let seg = segments(dir.path()).pop().unwrap();
+    let offs = record_offsets(&seg);
+    let first_idx = 650 - offs.len() as u64 + 1;
+    assert!(first_idx < 620, "record 620 must be in the last segment");
+    let victim = offs[(620 - first_idx) as usize];
+    flip(&seg, victim + 30);
+    match reopen(&dir) {
+        Err(StorageError::Corrupt { offset, .. }) => assert_eq!(offset, victim),
+        other => panic!(
+            "expected corruption at {victim}, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}

@@ -106,11 +106,39 @@ pub fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-pub fn encode_meta(hs: &HardState, snap: &SnapshotMeta) -> Vec<u8> {
+/// A truncation in progress: bytes `from..to` of segment `seq` are being zeroed.
+/// Recorded in the meta file before zeroing and cleared after the zeros are synced, so
+/// that a crash in between (zeros persisted out of order, old records still behind
+/// them) is recognised as an unfinished truncation, not as corruption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Zeroing {
+    pub seq: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Contents of the meta file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub hard_state: HardState,
+    pub snapshot: SnapshotMeta,
+    pub zeroing: Option<Zeroing>,
+}
+
+pub fn encode_meta(meta: &Meta) -> Vec<u8> {
     let mut body = Vec::new();
     let mut w = Writer(&mut body);
-    codec::put_hard_state(&mut w, hs);
-    codec::put_snapshot_meta(&mut w, snap);
+    codec::put_hard_state(&mut w, &meta.hard_state);
+    codec::put_snapshot_meta(&mut w, &meta.snapshot);
+    match meta.zeroing {
+        None => w.u8(0),
+        Some(z) => {
+            w.u8(1);
+            w.u64(z.seq);
+            w.u64(z.from);
+            w.u64(z.to);
+        }
+    }
     let mut out = Vec::with_capacity(body.len() + 20);
     out.extend_from_slice(META_MAGIC);
     out.extend_from_slice(&META_VERSION.to_le_bytes());
@@ -121,9 +149,26 @@ pub fn encode_meta(hs: &HardState, snap: &SnapshotMeta) -> Vec<u8> {
     out
 }
 
+/// Replaces the meta file atomically.
+pub fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
+    write_atomic(dir, META_FILE, &encode_meta(meta))
+}
+
+fn get_zeroing(r: &mut Reader<'_>) -> Result<Option<Zeroing>, codec::DecodeError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(Zeroing {
+            seq: r.u64()?,
+            from: r.u64()?,
+            to: r.u64()?,
+        })),
+        f => Err(codec::DecodeError(format!("bad zeroing flag {f}"))),
+    }
+}
+
 /// Reads the meta file; `None` if there is none (a fresh directory). The meta file is
 /// only ever replaced atomically, so any damage in it is corruption, not a torn write.
-pub fn read_meta(dir: &Path) -> Result<Option<(HardState, SnapshotMeta)>> {
+pub fn read_meta(dir: &Path) -> Result<Option<Meta>> {
     let path: PathBuf = dir.join(META_FILE);
     let buf = match fs::read(&path) {
         Ok(b) => b,
@@ -147,8 +192,14 @@ pub fn read_meta(dir: &Path) -> Result<Option<(HardState, SnapshotMeta)>> {
         return Err(corrupt(crc_at, "meta file checksum mismatch"));
     }
     let mut r = Reader::new(&buf[16..crc_at]);
-    let parsed = codec::get_hard_state(&mut r)
-        .and_then(|hs| Ok((hs, codec::get_snapshot_meta(&mut r)?)))
-        .and_then(|v| r.finish("meta").map(|_| v));
+    let parsed = (|| {
+        let meta = Meta {
+            hard_state: codec::get_hard_state(&mut r)?,
+            snapshot: codec::get_snapshot_meta(&mut r)?,
+            zeroing: get_zeroing(&mut r)?,
+        };
+        r.finish("meta")?;
+        Ok::<_, codec::DecodeError>(meta)
+    })();
     parsed.map(Some).map_err(|e| corrupt(16, &e.0))
 }

@@ -15,6 +15,21 @@
 //!
 //! The writer never lets a write span segments unsynced: a full segment is synced
 //! before the next one receives a byte, so only the last segment can have a torn tail.
+//! Truncations zero the removed records and sync before anything new is written over
+//! them, so an old record can never reappear behind a newer one.
+//!
+//! # Known limits
+//!
+//! - If a power loss persists pages of the last, unacknowledged write out of order
+//!   (a later record on disk, an earlier one not), the tail looks like "a bad record
+//!   followed by a valid one" and the engine refuses to start instead of guessing; no
+//!   acknowledged entry is at risk, but an operator must look (the error names the file
+//!   and offset). A process kill (`kill -9`) cannot cause this: the page cache survives.
+//! - One process per directory: there is no lock file (`File::lock` needs Rust 1.89,
+//!   above the workspace's minimum); the node's data-directory layout must ensure it.
+//! - After an I/O error (including a full disk) the writer stops: every later request
+//!   fails with `StorageError::Failed` until the engine is reopened, because after a
+//!   failed `fsync` the page cache no longer says what is on disk.
 
 mod format;
 pub(crate) mod io;

@@ -37,7 +37,12 @@ impl Scanned {
     }
 }
 
-fn scan_segment(path: &Path, seq: u64, is_last: bool) -> Result<Scanned> {
+fn scan_segment(
+    path: &Path,
+    seq: u64,
+    is_last: bool,
+    zeroing: Option<io::Zeroing>,
+) -> Result<Scanned> {
     let buf = fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
     let mut s = Scanned {
         seq,
@@ -94,6 +99,22 @@ fn scan_segment(path: &Path, seq: u64, is_last: bool) -> Result<Scanned> {
     if all_zero(&buf[off.min(buf.len())..]) {
         return Ok(s);
     }
+    // An unfinished truncation: whatever lies in the range being zeroed is leftover
+    // (zeros may have reached disk out of order, old records behind them).
+    if let Some(z) = zeroing
+        && (z.from as usize) <= off
+        && off < z.to as usize
+    {
+        let to = (z.to as usize).min(buf.len());
+        if all_zero(&buf[to..]) {
+            s.torn = Some((off as u64, to as u64));
+            return Ok(s);
+        }
+        if is_last && !format::valid_record_after(&buf, to - 1) {
+            s.torn = Some((off as u64, buf.len() as u64));
+            return Ok(s);
+        }
+    }
     // Bytes that are neither a record nor preallocated zeros.
     if is_last && !format::valid_record_after(&buf, off) {
         s.torn = Some((off as u64, buf.len() as u64));
@@ -129,7 +150,8 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
     }
     let started = Instant::now();
     io::ensure_dir(dir)?;
-    let (hard_state, snapshot) = io::read_meta(dir)?.unwrap_or_default();
+    let meta = io::read_meta(dir)?.unwrap_or_default();
+    let (hard_state, snapshot) = (meta.hard_state, meta.snapshot.clone());
     let mut seqs = Vec::new();
     let mut adopted_spare = None;
     let listing = fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e))?;
@@ -158,7 +180,8 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
     let mut scanned = Vec::with_capacity(seqs.len());
     for (i, seq) in seqs.iter().enumerate() {
         let path = dir.join(format::segment_name(*seq));
-        scanned.push(scan_segment(&path, *seq, i + 1 == seqs.len())?);
+        let zeroing = meta.zeroing.filter(|z| z.seq == *seq);
+        scanned.push(scan_segment(&path, *seq, i + 1 == seqs.len(), zeroing)?);
     }
     let max_seq = seqs.last().copied().unwrap_or(0);
     let kept = drop_dead_segments(dir, scanned, &snapshot)?;
@@ -171,6 +194,17 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
         max_seq,
         adopted_spare,
     )?;
+    if meta.zeroing.is_some() {
+        // The unfinished truncation's range was zeroed and synced by `build`.
+        io::write_meta(
+            dir,
+            &io::Meta {
+                zeroing: None,
+                ..meta
+            },
+        )?;
+        warn!(dir = %dir.display(), "finished a truncation interrupted by a crash");
+    }
     let view = shared.read();
     info!(
         dir = %dir.display(),

@@ -281,11 +281,7 @@ impl Writer {
         let r = self.checked(|w| {
             w.sync_active()?;
             if let Some(hs) = hs {
-                io::write_atomic(
-                    &w.shared.dir,
-                    io::META_FILE,
-                    &io::encode_meta(&hs, &w.snapshot),
-                )?;
+                w.write_meta(hs, w.snapshot.clone(), None)?;
                 w.hard_state = hs;
             }
             Ok(())
@@ -302,6 +298,22 @@ impl Writer {
         for (done, index) in group.done {
             done(Ok(index));
         }
+    }
+
+    fn write_meta(
+        &self,
+        hard_state: HardState,
+        snapshot: SnapshotMeta,
+        zeroing: Option<io::Zeroing>,
+    ) -> Result<()> {
+        io::write_meta(
+            &self.shared.dir,
+            &io::Meta {
+                hard_state,
+                snapshot,
+                zeroing,
+            },
+        )
     }
 
     fn fail_group(&mut self, e: StorageError) {
@@ -338,10 +350,19 @@ impl Writer {
             .collect();
         self.delete_segments(&later)?;
         let end = self.seg_ends.get(&loc.seq).copied().unwrap_or(loc.offset);
+        let zeroing = io::Zeroing {
+            seq: seg.seq,
+            from: loc.offset,
+            to: end,
+        };
+        self.write_meta(self.hard_state, self.snapshot.clone(), Some(zeroing))?;
         io::zero_range(&seg.file, &seg.path, loc.offset, end)?;
         seg.file
             .sync_data()
             .map_err(|e| StorageError::io("syncing", &seg.path, e))?;
+        // The zeros are durable: no record can be written into the range before the
+        // marker is gone, so recovery never treats new data there as a leftover.
+        self.write_meta(self.hard_state, self.snapshot.clone(), None)?;
         self.seg_ends.insert(seg.seq, loc.offset);
         self.active = seg;
         self.buf_base = loc.offset;
@@ -359,11 +380,7 @@ impl Writer {
         }
         let keeps_suffix = snap.last_index <= self.last_index
             && self.shared.read().term(snap.last_index).ok() == Some(snap.last_term);
-        io::write_atomic(
-            &self.shared.dir,
-            io::META_FILE,
-            &io::encode_meta(&self.hard_state, &snap),
-        )?;
+        self.write_meta(self.hard_state, snap.clone(), None)?;
         self.snapshot = snap.clone();
         if keeps_suffix {
             {
