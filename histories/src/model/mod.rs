@@ -95,8 +95,10 @@ pub trait Model: Sync {
         u64::from(op.key_id)
     }
 
-    /// True if the op never changes the state. Read-only ops with an unknown
-    /// outcome constrain nothing, so the checker drops them.
+    /// True if the op never changes the state (when `step` accepts it, it
+    /// returns a state equal to the one it was given). Read-only ops with an
+    /// unknown outcome constrain nothing, so the checker drops them, and the
+    /// checker skips hashing the state after a read.
     fn is_read_only(&self, _input: &Self::Input) -> bool {
         false
     }
