@@ -16,7 +16,9 @@
 //! The writer never lets a write span segments unsynced: a full segment is synced
 //! before the next one receives a byte, so only the last segment can have a torn tail.
 //! Truncations zero the removed records and sync before anything new is written over
-//! them, so an old record can never reappear behind a newer one.
+//! them, so an old record can never reappear behind a newer one; while they zero, a
+//! marker in the meta file names the range, so a crash in the middle (zeros persisted
+//! out of order) is finished on open rather than refused as corruption.
 //!
 //! # Known limits
 //!
