@@ -1,8 +1,11 @@
 //! Deterministic simulation of the Raft core.
 //!
-//! `cargo test -p d-engine --release --test sim` runs the default seed count;
-//! `SIM_SEEDS=N` runs N seeds, `SIM_SEED=S` replays one seed. Every failure prints its
-//! seed and the one-line command that replays it.
+//! `cargo test -p d-engine --release --test sim` runs the default seed count (plus the
+//! tests proving the checker catches deliberately broken cores); `SIM_SEEDS=N` runs N
+//! seeds, `SIM_SEED=S` replays one seed, `SIM_TRACE=1` prints the tail of the event
+//! trace of a failing run. Every failure prints its seed and the one-line command that
+//! replays it, e.g.
+//! `SIM_SEED=42 cargo test -p d-engine --release --test sim simulation -- --nocapture`.
 
 #[path = "sim/mod.rs"]
 mod simlib;

@@ -89,7 +89,9 @@ pub struct Outcome {
 }
 
 pub fn replay_command(seed: u64) -> String {
-    format!("SIM_SEED={seed} cargo test -p d-engine --release --test sim -- --nocapture")
+    format!(
+        "SIM_SEED={seed} cargo test -p d-engine --release --test sim simulation -- --nocapture  (SIM_TRACE=1 for a trace)"
+    )
 }
 
 pub fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
