@@ -260,6 +260,36 @@ impl KvClient {
         .await
     }
 
+    /// Asks this node (the leader) to hand leadership to node `target_id`.
+    /// d-engine only.
+    pub async fn transfer_leader(&self, target_id: u64, timeout: Duration) -> Result<(), OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(_) => {
+                    Err(OpError::definite("etcd: leader transfer is not supported"))
+                }
+                KvClient::Dengine(c) => {
+                    let req = de::TransferLeaderRequest {
+                        header: None,
+                        target: target_id,
+                    };
+                    let resp = de::cluster_admin_client::ClusterAdminClient::new(c.home.clone())
+                        .transfer_leader(req)
+                        .await
+                        .map_err(|s| classify(&s))?
+                        .into_inner();
+                    match reply_error(resp.error)? {
+                        None => Ok(()),
+                        Some(leader) => {
+                            Err(OpError::definite(format!("NOT_LEADER (leader {leader})")))
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+
     /// The node's view of leadership.
     pub async fn status(&self, timeout: Duration) -> Result<NodeStatus, OpError> {
         timed(timeout, async {

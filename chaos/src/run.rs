@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::client::{Consistency, KvClient};
 use crate::cluster::{ClusterSpec, LocalCluster, TargetKind};
-use crate::nemesis::{Executor, Family, Schedule, Timing};
+use crate::nemesis::{Executor, Family, MembershipDriver, Schedule, Timing, membership};
 use crate::workload::{self, Recorder, WorkloadConfig};
 
 /// Everything a run needs.
@@ -66,7 +66,8 @@ impl RunConfig {
             target,
             nodes,
             duration,
-            families: Family::parse_list("all").expect("all parses"),
+            families: Family::parse_list_with("all", membership::driver_for(target).is_some())
+                .expect("all parses"),
             seed,
             out,
             workload: WorkloadConfig {
@@ -128,9 +129,10 @@ pub struct Summary {
 
 /// Runs the whole thing; returns the summary (also written to disk).
 pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
-    if cfg.families.contains(&Family::Membership) {
+    let membership = membership::driver_for(cfg.target);
+    if cfg.families.contains(&Family::Membership) && membership.is_none() {
         bail!(
-            "the membership nemesis needs a membership driver for target {}; none is implemented yet",
+            "the membership nemesis needs a membership driver; target {} has none",
             cfg.target.name()
         );
     }
@@ -162,7 +164,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
     spec.binary = cfg.binary.clone();
     spec.extra = cfg.extra.clone();
     let mut cluster = LocalCluster::start(spec).await?;
-    let result = drive(cfg, schedule, &mut cluster).await;
+    let result = drive(cfg, schedule, membership, &mut cluster).await;
     let rss: Vec<u64> = (0..cluster.len())
         .map(|i| cluster.peak_rss_kib(i))
         .collect();
@@ -184,6 +186,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
 async fn drive(
     cfg: &RunConfig,
     schedule: Schedule,
+    membership: Option<Box<dyn MembershipDriver>>,
     cluster: &mut LocalCluster,
 ) -> anyhow::Result<Summary> {
     let clients: Vec<KvClient> = (0..cluster.len())
@@ -192,6 +195,9 @@ async fn drive(
     let t0 = Instant::now();
     let recorder = Recorder::create(&cfg.out.join("history.jsonl"), t0)?;
     let mut executor = Executor::new(schedule, t0, &cfg.out.join("nemesis.jsonl"))?;
+    if let Some(driver) = membership {
+        executor = executor.with_membership(driver);
+    }
     let deadline = t0 + cfg.duration;
     let (_, nemesis) = tokio::join!(
         workload::run(&recorder, &cfg.workload, &clients, deadline),

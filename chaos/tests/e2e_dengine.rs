@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use d_engine_chaos::client::Consistency;
 use d_engine_chaos::cluster::{TargetKind, dengine_binary};
-use d_engine_chaos::nemesis::{Family, Fault, Partition, Schedule, Step};
+use d_engine_chaos::nemesis::{Family, Fault, Partition, Schedule, Step, Timing};
 use d_engine_chaos::run::{RunConfig, run};
 
 fn binary() -> Option<PathBuf> {
@@ -35,22 +35,37 @@ fn out_dir(name: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dengine_with_linearizable_reads_under_all_nemeses_passes() {
+async fn dengine_with_linearizable_reads_under_all_nemeses_and_leader_transfers_passes() {
     let Some(bin) = binary() else { return };
     let out = out_dir("linearizable");
-    let mut cfg = RunConfig::new(
-        TargetKind::Dengine,
-        3,
-        Duration::from_secs(12),
-        21,
-        out.clone(),
-    );
+    let families = Family::parse_list_with("all", true).unwrap();
+    let duration = Duration::from_secs(12);
+    // The first seed whose schedule has a leader transfer and three kinds of
+    // fault, so every run of this test covers the same ground.
+    let seed = (0..1000)
+        .find(|&seed| {
+            let s = Schedule::generate(
+                seed,
+                3,
+                &families,
+                duration,
+                &Timing::for_duration(duration),
+            );
+            let kinds = s.counts();
+            kinds.contains_key("membership") && kinds.len() >= 3
+        })
+        .expect("a seed with a leader transfer");
+    let mut cfg = RunConfig::new(TargetKind::Dengine, 3, duration, seed, out.clone());
     cfg.binary = Some(bin);
-    cfg.families = Family::parse_list("all").unwrap();
+    cfg.families = families;
     cfg.workload.keys = 3;
     let summary = run(&cfg).await.expect("run completes");
     println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    assert!(summary.faults_total >= 2, "faults were injected");
+    assert!(
+        summary.faults.contains_key("membership"),
+        "a leader transfer ran"
+    );
+    assert!(summary.faults_total >= 3, "faults were injected");
     assert!(summary.ops_total > 200, "the workload ran");
     assert_eq!(summary.verdict, "linearizable");
     assert!(summary.recovered);

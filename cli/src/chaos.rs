@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use d_engine_chaos::client::Consistency;
 use d_engine_chaos::cluster::TargetKind;
-use d_engine_chaos::nemesis::Family;
+use d_engine_chaos::nemesis::{Family, membership};
 use d_engine_chaos::prng::Rng;
 use d_engine_chaos::run::{RunConfig, parse_duration, run_interruptible};
 
@@ -31,7 +31,8 @@ pub struct ChaosArgs {
     #[arg(long, default_value = "60s")]
     pub duration: String,
     /// Fault families, comma-separated: kill, restart, pause, partition, delay, loss,
-    /// membership, or all (every family but membership), or none.
+    /// membership (d-engine: leadership transfer), or all (every family the target
+    /// supports), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Seed of the fault schedule and the workload (random if absent; printed).
@@ -85,7 +86,8 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
         seed,
         out,
     );
-    cfg.families = Family::parse_list(&args.nemesis)?;
+    let has_membership = membership::driver_for(target).is_some();
+    cfg.families = Family::parse_list_with(&args.nemesis, has_membership)?;
     cfg.workload.consistency =
         Consistency::parse(&args.consistency).context("unknown consistency")?;
     cfg.workload.keys = args.keys.max(1);

@@ -14,16 +14,20 @@ use crate::cluster::LocalCluster;
 use crate::prng::Rng;
 use crate::proxy::LinkFault;
 
+/// What a membership driver returns: the nodes it acted on and a description.
+pub type MembershipFuture<'a> =
+    Pin<Box<dyn Future<Output = anyhow::Result<(Vec<usize>, String)>> + Send + 'a>>;
+
 /// A target's membership operations (add learner, promote, remove, transfer
 /// leadership), driven through its admin API. Implement it for a target to
-/// enable the `membership` nemesis family; it returns a one-line description
-/// of what it did for the log.
+/// enable the `membership` nemesis family; it returns the nodes it acted on
+/// and a one-line description of what it did, for the log.
 pub trait MembershipDriver: Send {
     fn apply<'a>(
         &'a mut self,
         cluster: &'a mut LocalCluster,
         op: &'a MembershipOp,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send + 'a>>;
+    ) -> MembershipFuture<'a>;
 }
 
 /// Runs a [`Schedule`] against a cluster.
@@ -215,11 +219,7 @@ impl Executor {
                     .membership
                     .as_mut()
                     .context("this target has no membership driver")?;
-                let done = driver.apply(cluster, op).await?;
-                let node = match op {
-                    MembershipOp::RemoveAndReadd(i) | MembershipOp::TransferLeader(i) => *i,
-                };
-                Ok((vec![node], done))
+                driver.apply(cluster, op).await
             }
         }
     }

@@ -147,11 +147,7 @@ fn fault(rng: &mut Rng, family: Family, n: usize) -> Fault {
         },
         Family::Membership => {
             let node = rng.below(n as u64) as usize;
-            if rng.chance(0.5) {
-                Fault::Membership(MembershipOp::RemoveAndReadd(node))
-            } else {
-                Fault::Membership(MembershipOp::TransferLeader(node))
-            }
+            Fault::Membership(MembershipOp::TransferLeader(node))
         }
     }
 }
