@@ -299,6 +299,8 @@ const PARALLEL_MIN_OPS: usize = 1000;
 /// long, up to `SLICE_MAX`.
 const SLICE_FIRST: u64 = 1 << 12;
 const SLICE_MAX: u64 = 1 << 22;
+/// How long the caller works alone before starting helper threads.
+const SOLO_MAX: Duration = Duration::from_millis(5);
 
 /// A partition waiting for (more) time. Its search is built on first run so
 /// partitions not reached yet cost no memory.
@@ -337,8 +339,17 @@ fn run_pool<'a, M: Model>(
     let wake = Condvar::new();
     let results: Mutex<Vec<Option<SearchOutcome>>> =
         Mutex::new((0..groups.len()).map(|_| None).collect());
-    let worker = || {
+    // `solo`: run on the caller's thread alone, for at most this many tasks
+    // and until this instant; `None`: run until the queue is empty.
+    let worker = |solo: Option<(usize, Instant)>| {
+        let mut taken = 0;
         loop {
+            if let Some((max_tasks, until)) = solo
+                && (taken == max_tasks || Instant::now() >= until)
+            {
+                return;
+            }
+            taken += 1;
             let task = {
                 let mut q = queue.lock().expect("checker queue poisoned");
                 loop {
@@ -381,13 +392,24 @@ fn run_pool<'a, M: Model>(
             wake.notify_all();
         }
     };
-    if threads <= 1 {
-        worker();
-    } else {
+    // The caller first gives every partition one slice alone: most checks
+    // end there (small histories, or a quickly refuted partition), and
+    // helpers would only add start-up and join latency, which on a busy
+    // machine is far longer than the check.
+    worker(Some((groups.len(), Instant::now() + SOLO_MAX)));
+    let more = !queue
+        .lock()
+        .expect("checker queue poisoned")
+        .tasks
+        .is_empty();
+    if more && threads <= 1 {
+        worker(None);
+    } else if more {
         std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(worker);
+            for _ in 1..threads {
+                scope.spawn(|| worker(None));
             }
+            worker(None);
         });
     }
     results
