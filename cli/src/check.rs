@@ -22,6 +22,10 @@ const EXIT_UNKNOWN: u8 = 2;
 const EXIT_UNREADABLE: u8 = 65;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 all linearizable, 1 some history not linearizable, \
+65 some input unreadable, 2 some verdict unknown (deadline). A violation takes precedence."
+)]
 pub struct CheckArgs {
     /// Sequential model: register, cas-register or kv (default: guessed from
     /// the operation names).
