@@ -12,6 +12,7 @@
 //!    not wait for those). Stop when the deadline or cancel token fires.
 
 pub mod hash;
+mod linearized;
 mod search;
 mod seen;
 mod states;

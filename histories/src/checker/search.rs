@@ -10,6 +10,7 @@
 //! history is linearizable once every return is gone.
 
 use crate::checker::hash::mix64;
+use crate::checker::linearized::Linearized;
 use crate::checker::seen::SeenSet;
 use crate::checker::states::StateTable;
 use crate::checker::stop::{Stop, StopReason};
@@ -137,10 +138,12 @@ impl Entries {
 pub struct Search<'a, 'm, M: Model> {
     ops: &'a [SearchOp<'a, M>],
     entries: Entries,
-    bits: Vec<u64>,
-    /// XOR of `op_hash` over the linearized ops: the set's hash, kept up to
-    /// date in O(1) per push and pop.
-    bits_hash: u64,
+    /// The linearized ops, by bit (see `bit_of`).
+    set: Linearized,
+    /// Each op's bit in `set`: ops with a return first, in call order, so
+    /// the set is a run of ones and a short window (see [`Linearized`]).
+    bit_of: Vec<u32>,
+    /// Random-looking bits per op; the set's hash is the XOR over members.
     op_hash: Vec<u64>,
     seen: SeenSet,
     states: StateTable<'m, M>,
@@ -159,19 +162,33 @@ pub struct Search<'a, 'm, M: Model> {
 impl<'a, 'm, M: Model> Search<'a, 'm, M> {
     pub fn new(model: &'m M, ops: &'a [SearchOp<'a, M>]) -> Self {
         let entries = Entries::build(ops);
-        let words = ops.len().div_ceil(64).max(1);
+        let returning = ops.iter().filter(|o| o.ret.is_some()).count();
+        let set = Linearized::new(returning, ops.len() - returning);
+        let (mut next_ret, mut next_open) = (0, set.open_base());
+        let bit_of = ops
+            .iter()
+            .map(|o| {
+                let counter = if o.ret.is_some() {
+                    &mut next_ret
+                } else {
+                    &mut next_open
+                };
+                *counter += 1;
+                (*counter - 1) as u32
+            })
+            .collect();
         let node = entries.next[HEAD] as usize;
         Search {
             ops,
             entries,
-            bits: vec![0u64; words],
-            bits_hash: 0,
+            set,
+            bit_of,
             op_hash: (0..ops.len() as u64).map(mix64).collect(),
-            seen: SeenSet::new(words),
+            seen: SeenSet::new(),
             states: StateTable::new(model),
             state: StateTable::<M>::INIT,
             stack: Vec::with_capacity(ops.len()),
-            remaining: ops.iter().filter(|o| o.ret.is_some()).count(),
+            remaining: returning,
             best: Best::default(),
             explored: 0,
             node,
@@ -227,15 +244,13 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             let op = self.entries.op[node] as usize;
             let o = &self.ops[op];
             if let Some(next_state) = self.states.step(self.state, op as u32, o.input, o.output) {
-                let (w, b) = (op / 64, 1u64 << (op % 64));
-                self.bits[w] |= b;
-                let hash = self.bits_hash ^ self.op_hash[op];
-                let key_hash = hash ^ mix64(u64::from(next_state));
-                if self.seen.insert(key_hash, &self.bits, next_state) {
+                let bit = self.bit_of[op] as usize;
+                self.set.insert(bit, self.op_hash[op]);
+                let key_hash = self.set.hash() ^ mix64(u64::from(next_state));
+                if self.seen.insert(key_hash, &self.set, next_state) {
                     self.explored += 1;
                     self.stack.push((node as u32, self.state));
                     self.state = next_state;
-                    self.bits_hash = hash;
                     self.entries.lift(node);
                     if partner != 0 {
                         self.remaining -= 1;
@@ -243,7 +258,7 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
                     self.node = self.entries.next[HEAD] as usize;
                     return None;
                 }
-                self.bits[w] &= !b;
+                self.set.remove(bit, self.op_hash[op]);
             }
             self.node = self.entries.next[node] as usize;
         } else {
@@ -264,8 +279,7 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             };
             let call = call as usize;
             let op = self.entries.op[call] as usize;
-            self.bits[op / 64] &= !(1u64 << (op % 64));
-            self.bits_hash ^= self.op_hash[op];
+            self.set.remove(self.bit_of[op] as usize, self.op_hash[op]);
             self.state = prev_state;
             self.entries.unlift(call);
             if self.entries.partner[call] != 0 {

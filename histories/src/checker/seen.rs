@@ -1,17 +1,23 @@
 //! The set of (linearized ops, state) configurations already explored: the
 //! cache that keeps Wing–Gong search from re-exploring the same subtree.
 //!
-//! An open-addressing table whose keys live in one flat arena (`words`
-//! bitset words plus one word for the state id per entry), so an insert is
-//! one probe sequence and no allocation, and memory is a few words per entry.
-//! Each slot also holds 32 bits of the entry's hash: a probe that meets
-//! another key is then rejected without touching the arena, which matters
-//! because the table is far larger than the CPU caches.
+//! An open-addressing table whose keys live in one flat arena, so an insert
+//! is one probe sequence and no allocation. A key is the compact form of the
+//! linearized set (see [`Linearized::key`]) and the state id, a few words
+//! per entry however long the history. Each slot also holds 32 bits of the
+//! entry's hash: a probe that meets another key is then rejected without
+//! touching the arena, which matters because the table is far larger than
+//! the CPU caches.
+
+use crate::checker::linearized::Linearized;
 
 /// Configurations seen so far in one partition.
 pub struct SeenSet {
-    words: usize,
+    /// Per entry: `state | lo << 32`, the window length, the window words,
+    /// the open-op words.
     arena: Vec<u64>,
+    /// Where each entry starts in the arena.
+    starts: Vec<usize>,
     /// Full hashes, read only when the table grows.
     hashes: Vec<u64>,
     /// `(entry number + 1) << 32 | hash >> 32`; 0 marks an empty slot.
@@ -22,10 +28,10 @@ pub struct SeenSet {
 const INITIAL_SLOTS_LOG2: u32 = 10;
 
 impl SeenSet {
-    pub fn new(words: usize) -> Self {
+    pub fn new() -> Self {
         SeenSet {
-            words,
             arena: Vec::new(),
+            starts: Vec::new(),
             hashes: Vec::new(),
             slots: vec![0; 1 << INITIAL_SLOTS_LOG2],
             shift: 64 - INITIAL_SLOTS_LOG2,
@@ -44,10 +50,20 @@ impl SeenSet {
         (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
-    /// Adds (`bits`, `state`) whose hash is `hash`; false if it was there.
-    pub fn insert(&mut self, hash: u64, bits: &[u64], state: u32) -> bool {
-        debug_assert_eq!(bits.len(), self.words);
-        let stride = self.words + 1;
+    #[inline]
+    fn matches(&self, e: usize, head: u64, mid: &[u64], open: &[u64]) -> bool {
+        let at = self.starts[e];
+        let a = &self.arena[at..];
+        a[0] == head
+            && a[1] == mid.len() as u64
+            && a[2..2 + mid.len()] == *mid
+            && a[2 + mid.len()..2 + mid.len() + open.len()] == *open
+    }
+
+    /// Adds (`set`, `state`) whose hash is `hash`; false if it was there.
+    pub fn insert(&mut self, hash: u64, set: &Linearized, state: u32) -> bool {
+        let (lo, mid, open) = set.key();
+        let head = u64::from(state) | u64::from(lo) << 32;
         let mask = self.slots.len() - 1;
         let tag = hash >> 32;
         let mut i = self.slot_of(hash);
@@ -56,12 +72,10 @@ impl SeenSet {
             if slot == 0 {
                 break;
             }
-            if slot & 0xffff_ffff == tag {
-                let e = ((slot >> 32) - 1) as usize;
-                let key = &self.arena[e * stride..(e + 1) * stride];
-                if key[self.words] == u64::from(state) && key[..self.words] == *bits {
-                    return false;
-                }
+            if slot & 0xffff_ffff == tag
+                && self.matches(((slot >> 32) - 1) as usize, head, mid, open)
+            {
+                return false;
             }
             i = (i + 1) & mask;
         }
@@ -71,8 +85,11 @@ impl SeenSet {
             "seen-set entry count overflows u32"
         );
         self.hashes.push(hash);
-        self.arena.extend_from_slice(bits);
-        self.arena.push(u64::from(state));
+        self.starts.push(self.arena.len());
+        self.arena.push(head);
+        self.arena.push(mid.len() as u64);
+        self.arena.extend_from_slice(mid);
+        self.arena.extend_from_slice(open);
         self.slots[i] = ((e as u64 + 1) << 32) | tag;
         // Keep the load under a half so probe sequences stay short.
         if self.hashes.len() * 2 > self.slots.len() {
@@ -97,7 +114,8 @@ impl SeenSet {
 
     /// Bytes held, for the memory bound.
     pub fn bytes(&self) -> usize {
-        self.arena.capacity() * 8 + self.hashes.capacity() * 8 + self.slots.len() * 8
+        (self.arena.capacity() + self.starts.capacity() + self.hashes.capacity() + self.slots.len())
+            * 8
     }
 }
 
@@ -107,14 +125,24 @@ mod tests {
 
     #[test]
     fn insert_reports_duplicates_across_growth() {
-        let mut s = SeenSet::new(2);
-        for i in 0..2000u64 {
+        let mut s = SeenSet::new();
+        let mut set = Linearized::new(200, 10);
+        let bits: Vec<usize> = (0..11).map(|i| i * 19).collect();
+        for i in 0..2000u32 {
             // A deliberately poor hash: many collisions must still be exact.
-            assert!(s.insert(i % 7, &[i, !i], (i % 3) as u32));
-        }
-        for i in 0..2000u64 {
-            assert!(!s.insert(i % 7, &[i, !i], (i % 3) as u32));
-            assert!(s.insert(i % 7, &[i, !i], 5));
+            let mut members = Vec::new();
+            for (k, &b) in bits.iter().enumerate() {
+                if i >> k & 1 == 1 {
+                    set.insert(b, 1);
+                    members.push((b, 1));
+                }
+            }
+            assert!(s.insert(u64::from(i % 7), &set, i % 3));
+            assert!(!s.insert(u64::from(i % 7), &set, i % 3));
+            assert!(s.insert(u64::from(i % 7), &set, 5));
+            for (b, h) in members {
+                set.remove(b, h);
+            }
         }
         assert_eq!(s.len(), 4000);
     }
