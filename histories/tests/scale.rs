@@ -33,6 +33,25 @@ fn hundred_thousand_ops_over_a_thousand_keys_in_seconds() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
+/// One hot key: a single partition of 20,000 ops. Caught the seen-set
+/// storing the whole linearized bitset per configuration (n/8 bytes each).
+#[test]
+fn one_long_partition_stays_small() {
+    let history = synth::linearizable_kv(5, 20_000, 1, 3);
+    let ops = pair(&history).unwrap();
+    let options = CheckOptions {
+        memory_limit_bytes: 32 << 20,
+        ..CheckOptions::default()
+    };
+    let result = check(&KvModel, &ops, &options).unwrap();
+    assert_eq!(
+        result.verdict,
+        Verdict::Linearizable,
+        "{:?}",
+        result.partitions[0].reason
+    );
+}
+
 #[test]
 fn a_corrupted_read_in_a_big_history_is_found() {
     let mut history = synth::linearizable_kv(11, 5_000, 50, 20);
