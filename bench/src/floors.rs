@@ -1,13 +1,13 @@
 //! Latency floors, measured on this machine in the same run as the workload, so a
 //! single-client write latency can be judged against what the hardware allows:
 //!
-//! - a raw `write` + `fdatasync` loop appending small records to one file on the data
-//!   disk (what a durable log append costs at least);
+//! - a raw `write` + `fdatasync` loop writing small records one after the other into a
+//!   preallocated file on the data disk (what a durable log append costs at least);
 //! - a no-op unary gRPC call to a tiny tonic server on 127.0.0.1 (what one client round
 //!   trip through the same stack costs at least).
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,8 +43,8 @@ pub async fn measure(disk_dir: &Path, record_bytes: usize) -> Result<Floors, Str
     })
 }
 
-/// Appends `record_bytes` and calls `fdatasync`, repeatedly, in a scratch file that is
-/// removed afterwards.
+/// Writes `record_bytes` after the previous record and calls `fdatasync`, repeatedly,
+/// in a preallocated scratch file that is removed afterwards.
 pub fn fdatasync_loop(dir: &Path, record_bytes: usize) -> std::io::Result<Histogram<u64>> {
     std::fs::create_dir_all(dir)?;
     let path: PathBuf = dir.join(format!(".bench-fdatasync-{}", std::process::id()));
@@ -55,6 +55,14 @@ pub fn fdatasync_loop(dir: &Path, record_bytes: usize) -> std::io::Result<Histog
             .write(true)
             .open(&path)?;
         let record = vec![0x5au8; record_bytes.max(1)];
+        // Preallocate, as log segments are (etcd's WAL, d-engine's segments): an
+        // fdatasync that must also commit a new file size costs a journal commit more
+        // and would overstate the floor.
+        // Zeros written, not `set_len`: a sparse file would allocate blocks on write.
+        let prealloc = record.len() * FLOOR_ITERATIONS_MAX as usize;
+        f.write_all(&vec![0u8; prealloc])?;
+        f.sync_all()?;
+        f.seek(std::io::SeekFrom::Start(0))?;
         let mut h = new_histogram();
         let start = Instant::now();
         for _ in 0..FLOOR_ITERATIONS_MAX {
