@@ -126,6 +126,14 @@ fn invalid_appends_write_nothing<B: EngineBackend>(b: &mut B) {
         Err(StorageError::InvalidRequest(_))
     ));
     assert_eq!(e.last_index(), 5);
+    // A refused overwrite does not truncate anything either (regression: the suffix
+    // was cut before the term check refused the request).
+    let bad_overwrite = e.append(vec![ent(3, 1)], None).wait();
+    assert!(matches!(
+        bad_overwrite,
+        Err(StorageError::InvalidRequest(_))
+    ));
+    assert_eq!(e.entries(1, 6).unwrap(), ents(1, 5, 2));
     // The engine still works after refusing requests.
     assert_eq!(append(&e, ents(6, 6, 2)), 6);
     drop(e);
@@ -297,9 +305,21 @@ fn callbacks_arrive_in_order<B: EngineBackend>(b: &mut B) {
             Box::new(move |r| seen.lock().unwrap().push(r.unwrap())),
         );
     }
+    // A refused request is reported after the requests queued before it.
+    let s2 = seen.clone();
+    e.append_with(
+        vec![ent(500, 1)],
+        None,
+        Box::new(move |r| {
+            assert!(r.is_err());
+            s2.lock().unwrap().push(0);
+        }),
+    );
     // A truncation is ordered after the appends queued before it.
     e.truncate_suffix(150).wait().unwrap();
-    assert_eq!(*seen.lock().unwrap(), (1..=200).collect::<Vec<_>>());
+    let mut want: Vec<u64> = (1..=200).collect();
+    want.push(0);
+    assert_eq!(*seen.lock().unwrap(), want);
     assert_eq!(e.last_index(), 149);
 }
 

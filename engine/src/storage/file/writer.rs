@@ -170,34 +170,10 @@ impl Writer {
         hs: Option<HardState>,
         done: Callback<LogIndex>,
     ) {
-        let max = self.options.segment_bytes as usize - SEG_HEADER_BYTES;
-        if let Some(e) = entries
-            .iter()
-            .find(|e| format::record_bytes_max(codec::payload_encoded_len(&e.payload)) > max)
-        {
-            return done(Err(StorageError::InvalidRequest(format!(
-                "entry {} does not fit in a segment of {} bytes",
-                e.index, self.options.segment_bytes
-            ))));
-        }
-        if let Err(e) = check_append(&entries, self.snapshot.last_index, self.last_index, |_| {
-            None
-        }) {
+        if let Err(e) = self.prepare_append(&entries) {
+            // Report in order: whatever was staged before this request goes first.
+            self.flush_group();
             return done(Err(e));
-        }
-        if let Some(first) = entries.first() {
-            if first.index <= self.last_index {
-                self.flush_group();
-                if let Err(e) = self.checked(|w| w.truncate(first.index)) {
-                    return done(Err(e));
-                }
-            }
-            if first.term < self.last_term {
-                return done(Err(StorageError::InvalidRequest(format!(
-                    "entry {} has term {} below the previous entry's term {}",
-                    first.index, first.term, self.last_term
-                ))));
-            }
         }
         let staged = self.checked(|w| {
             for e in &entries {
@@ -214,6 +190,45 @@ impl Writer {
             self.group.hard_state = hs;
         }
         self.group.done.push((done, self.last_index));
+    }
+
+    /// Validates an append and, for an overwrite, truncates the conflicting suffix.
+    /// Nothing is changed unless the request is valid.
+    fn prepare_append(&mut self, entries: &[Entry]) -> Result<()> {
+        let max = self.options.segment_bytes as usize - SEG_HEADER_BYTES;
+        if let Some(e) = entries
+            .iter()
+            .find(|e| format::record_bytes_max(codec::payload_encoded_len(&e.payload)) > max)
+        {
+            return Err(StorageError::InvalidRequest(format!(
+                "entry {} does not fit in a segment of {} bytes",
+                e.index, self.options.segment_bytes
+            )));
+        }
+        check_append(entries, self.snapshot.last_index, self.last_index, |_| None)?;
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let overwrite = first.index <= self.last_index;
+        if overwrite {
+            // The view then holds every staged entry, for the term lookup below.
+            self.flush_group();
+        }
+        let prev_term = if first.index - 1 == self.last_index {
+            self.last_term
+        } else {
+            self.shared.read().term(first.index - 1)?
+        };
+        if first.term < prev_term {
+            return Err(StorageError::InvalidRequest(format!(
+                "entry {} has term {} below the previous entry's term {prev_term}",
+                first.index, first.term
+            )));
+        }
+        if overwrite {
+            self.checked(|w| w.truncate(first.index))?;
+        }
+        Ok(())
     }
 
     fn stage_record(&mut self, e: &Entry) -> Result<()> {

@@ -280,6 +280,29 @@ impl Writer {
         self.flush(&mut group);
     }
 
+    /// Checks an append without changing anything: shape, and the term of the entry
+    /// before it (from the durable view for an overwrite, after flushing `g`).
+    fn check(&mut self, g: &mut Group, entries: &[Entry]) -> Result<()> {
+        check_append(entries, self.snapshot.last_index, self.last_index, |_| None)?;
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let prev_term = if first.index - 1 == self.last_index {
+            self.last_term
+        } else {
+            // An overwrite: the view must hold everything staged.
+            self.flush(g);
+            self.shared.read().term(first.index - 1)?
+        };
+        if first.term < prev_term {
+            return Err(StorageError::InvalidRequest(format!(
+                "entry {} has term {} below the previous entry's term {prev_term}",
+                first.index, first.term
+            )));
+        }
+        Ok(())
+    }
+
     fn stage(
         &mut self,
         g: &mut Group,
@@ -287,9 +310,9 @@ impl Writer {
         hs: Option<HardState>,
         done: Callback<LogIndex>,
     ) {
-        if let Err(e) = check_append(&entries, self.snapshot.last_index, self.last_index, |_| {
-            None
-        }) {
+        if let Err(e) = self.check(g, &entries) {
+            // Report in order: whatever was staged before this request goes first.
+            self.flush(g);
             return done(Err(e));
         }
         // Range deletions are kept bounded and rare (only real overwrites): RocksDB
@@ -297,24 +320,6 @@ impl Writer {
         // quadratically.
         let old_last = self.last_index;
         if let Some(first) = entries.first() {
-            if first.index <= self.last_index {
-                // Overwrites go through the durable view: flush what is staged first.
-                self.flush(g);
-                let prev = self.shared.read().term(first.index - 1);
-                match prev {
-                    Ok(t) => {
-                        self.last_index = first.index - 1;
-                        self.last_term = t;
-                    }
-                    Err(e) => return done(Err(e)),
-                }
-            }
-            if first.term < self.last_term {
-                return done(Err(StorageError::InvalidRequest(format!(
-                    "entry {} has term {} below the previous entry's term {}",
-                    first.index, first.term, self.last_term
-                ))));
-            }
             let log = match self.shared.cf(CF_LOG) {
                 Ok(cf) => cf,
                 Err(e) => return done(Err(e)),
