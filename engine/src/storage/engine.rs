@@ -21,6 +21,8 @@ use super::error::Result;
 /// return. Requests are executed **in submission order**; their callbacks are called in
 /// that order too, on the backend's thread, once the effect is durable (or failed).
 /// Backends merge waiting appends into one write and one fsync (group commit).
+/// Exception: a request that cannot even be queued (`Busy`: the bounded queue is
+/// full; `Closed`) is reported at once, on the caller's thread, inside the call.
 ///
 /// # Reads
 ///
