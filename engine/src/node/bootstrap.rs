@@ -52,6 +52,7 @@ pub fn core_config(c: &Config) -> core::RaftConfig {
         },
         compaction_trailing_entries: c.snapshot.trailing_entries,
         transfer_timeout_ticks: ticks(c.raft.transfer_timeout_ms),
+        learner_auto_promote: c.raft.learner_auto_promote,
         ..core::RaftConfig::default()
     }
 }
