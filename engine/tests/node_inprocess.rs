@@ -28,6 +28,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Self::start_with(n, 150)
+    }
+
+    /// `election_ms`: the minimum election timeout (the maximum is twice it).
+    fn start_with(n: usize, election_ms: u64) -> Cluster {
         let ports = free_ports(n);
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let members: Vec<MemberConfig> = addrs
@@ -47,8 +52,8 @@ impl Cluster {
             c.node.listen_addr = addr.clone();
             c.cluster.initial_members = members.clone();
             c.storage.backend = StorageBackend::Memory;
-            c.raft.election_timeout_ms_min = 150;
-            c.raft.election_timeout_ms_max = 300;
+            c.raft.election_timeout_ms_min = election_ms;
+            c.raft.election_timeout_ms_max = 2 * election_ms;
             c.raft.heartbeat_interval_ms = 30;
             let (tx, rx) = watch::channel(());
             stops.push(Some(tx));
@@ -169,4 +174,59 @@ fn three_nodes_elect_a_leader_and_serve_writes_and_reads() {
             Some(&b"one down"[..])
         );
     });
+}
+
+/// Regression (found by the chaos suite): a leader stopped gracefully answered writes
+/// already in its log with SHUTTING_DOWN ("not applied"), though another leader could
+/// still commit them. They must get TIMEOUT: outcome unknown.
+#[test]
+fn regression_shutdown_reports_writes_in_the_log_as_outcome_unknown() {
+    use d_engine::proto::v1::{ErrorCode, PutRequest, kv_client::KvClient};
+    // Long election timeouts: the leader must not step down (check-quorum) before the
+    // write reaches it.
+    let mut cluster = Cluster::start_with(3, 3000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let leader = rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(cluster.addrs.clone())).unwrap();
+        client.put("warm", "up").await.unwrap();
+        let mut found = None;
+        for (i, a) in cluster.addrs.iter().enumerate() {
+            let s = client.admin().status_of(a).await.unwrap();
+            if s.role == d_engine::proto::v1::Role::Leader as i32 {
+                found = Some(i);
+            }
+        }
+        found.expect("a leader")
+    });
+    // Without its followers the leader appends the write but cannot commit it.
+    for i in 0..3 {
+        if i != leader {
+            cluster.stop(i);
+        }
+    }
+    let addr = format!("http://{}", cluster.addrs[leader]);
+    let reply = rt.block_on(async {
+        let pending = tokio::spawn(async move {
+            let mut kv = KvClient::connect(addr).await.unwrap();
+            let req = PutRequest {
+                key: "k".into(),
+                value: "v".into(),
+                ..Default::default()
+            };
+            kv.put(req).await.unwrap().into_inner()
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Blocks this runtime briefly; the leader runs on its own thread.
+        cluster.stop(leader);
+        pending.await.unwrap()
+    });
+    let code = reply.error.map(|e| e.code).unwrap_or(ErrorCode::Ok as i32);
+    assert_eq!(
+        code,
+        ErrorCode::Timeout as i32,
+        "a write in the log must not be reported as not applied"
+    );
 }

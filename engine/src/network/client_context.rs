@@ -82,7 +82,13 @@ impl ClientContext {
             RequestError::Transferring => {
                 self.error(C::Transferring, "leadership transfer in progress")
             }
-            RequestError::ShuttingDown => self.error(C::ShuttingDown, "node shutting down"),
+            RequestError::ShuttingDown => self.error(
+                C::ShuttingDown,
+                "node shutting down; the request was not applied",
+            ),
+            RequestError::OutcomeUnknown(m) => {
+                self.error(C::Timeout, format!("outcome unknown: {m}"))
+            }
             RequestError::Internal(m) => self.error(C::Internal, m),
             RequestError::Membership(m) => self.error(C::MembershipChangeInProgress, m),
             RequestError::InvalidArgument(m) => self.error(C::InvalidArgument, m),
@@ -131,7 +137,8 @@ impl ClientContext {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(Some(e)),
-            Ok(Err(_)) => Err(Some(RequestError::ShuttingDown)),
+            // The loop dropped the request without answering: it may have reached Raft.
+            Ok(Err(_)) => Err(None),
             Err(_) => Err(None),
         }
     }

@@ -185,15 +185,7 @@ impl EventLoop {
                         });
                     }
                 }
-                // A waiter at an index below the last applied one lost its entry to a
-                // snapshot install: its outcome is unknown to this node.
-                while let Some(entry) = self.waiters.by_index.first_entry() {
-                    if *entry.key() > last {
-                        break;
-                    }
-                    let (_, reply) = entry.remove();
-                    let _ = reply.send(Err(RequestError::Dropped));
-                }
+                self.unknown_outcome_upto(last);
                 self.set_applied(last);
             }
             Applied::SnapshotBuilt(meta) => {
@@ -206,6 +198,7 @@ impl EventLoop {
                 self.raft.step(Event::SnapshotBuilt { last_index });
             }
             Applied::SnapshotInstalled(meta) => {
+                self.unknown_outcome_upto(meta.last_index);
                 self.metrics.snapshots_installed.increment(1);
                 self.latest_snapshot = meta.clone();
                 self.set_applied(meta.last_index);
@@ -216,6 +209,20 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// Writes waiting at or below `index` that were not answered by their own apply
+    /// lost their entry to a snapshot install: the snapshot may or may not contain
+    /// them, so their outcome is unknown.
+    fn unknown_outcome_upto(&mut self, index: LogIndex) {
+        while let Some(entry) = self.waiters.by_index.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (_, reply) = entry.remove();
+            let why = "a snapshot replaced the log where the write was; it may be in it";
+            let _ = reply.send(Err(RequestError::OutcomeUnknown(why.into())));
+        }
     }
 
     fn set_applied(&mut self, index: LogIndex) {

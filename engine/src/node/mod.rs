@@ -162,8 +162,21 @@ impl Node {
         } = self;
         let span = event_loop.span.clone();
         let result = tracing::Instrument::instrument(event_loop.run(), span).await;
-        // The server stops on the same signal; if the loop failed, stop it here.
-        server.abort();
+        // The server stops on the same signal and drains: requests in flight get the
+        // answers the loop just gave them. Wait for that, briefly: long-lived peer
+        // streams would hold a full drain open indefinitely. After a fatal
+        // error the server got no signal, so stop it outright.
+        let mut server = server;
+        if result.is_ok() {
+            if tokio::time::timeout(std::time::Duration::from_millis(500), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
+        } else {
+            server.abort();
+        }
         result
     }
 }

@@ -34,6 +34,9 @@ pub(crate) enum RequestError {
     Busy,
     /// The proposal's log entry was replaced by another leader's: it was not applied.
     Dropped,
+    /// The node stopped (or lost track) after the write reached the log: it may or may
+    /// not take effect. Clients must treat it like a timeout.
+    OutcomeUnknown(String),
     Transferring,
     ShuttingDown,
     /// Storage or the state machine failed: the outcome of a write is unknown.

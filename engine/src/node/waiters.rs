@@ -28,25 +28,30 @@ impl Waiters {
         self.next_id
     }
 
-    /// Answers everything still waiting with `e` (shutdown, fatal storage error).
+    /// Answers everything still waiting when the node stops: reads and snapshot
+    /// requests with `e`; writes and membership changes, which were already handed to
+    /// Raft and may still commit under another leader, with an unknown outcome.
     pub(crate) fn fail_all(&mut self, e: RequestError) {
+        let unknown = RequestError::OutcomeUnknown(format!(
+            "node stopped ({e:?}) after the request reached Raft"
+        ));
         for (_, r) in self.proposals.drain() {
-            let _ = r.send(Err(e.clone()));
+            let _ = r.send(Err(unknown.clone()));
         }
         for (_, (_, r)) in std::mem::take(&mut self.by_index) {
-            let _ = r.send(Err(e.clone()));
+            let _ = r.send(Err(unknown.clone()));
         }
         for (_, (_, r)) in self.reads.drain() {
             let _ = r.send(Err(e.clone()));
         }
         for (_, r) in self.membership.drain() {
-            let _ = r.send(Err(e.clone()));
+            let _ = r.send(Err(unknown.clone()));
         }
         for (_, r) in self.membership_by_index.drain(..) {
-            let _ = r.send(Err(e.clone()));
+            let _ = r.send(Err(unknown.clone()));
         }
         if let Some((_, r)) = self.transfer.take() {
-            let _ = r.send(Err(e.clone()));
+            let _ = r.send(Err(unknown.clone()));
         }
         for r in self.snapshots.drain(..) {
             let _ = r.send(Err(e.clone()));
