@@ -1,5 +1,22 @@
 //! Client histories and the linearizability checker.
 //!
+//! * [`format`]: the JSON-lines history (`index, time_ns, process, type, f,
+//!   key, value, error`) and [`HistoryWriter`], which bench and chaos use;
+//!   [`nemesis`]: fault events (`nemesis.jsonl`).
+//! * [`import`]: Jepsen EDN histories, Jepsen log lines, Porcupine's
+//!   key-value test data.
+//! * [`history::pair`]: Jepsen semantics. `fail` did not happen and is
+//!   dropped; `info` or no completion may have happened at any time after
+//!   the invocation, and retires its process.
+//! * [`model`]: register, CAS register, key-value, and the [`Model`] trait.
+//! * [`checker`]: Wing–Gong/Lowe search with a cache of (linearized set,
+//!   state), per partition (P-compositionality) on a bounded pool; a
+//!   deadline, cancel token or memory bound yields Unknown, never Illegal.
+//! * [`report`] and [`html`]: the verdict line, JSON report and timeline.
+//!
+//! `dengine check` is the command line front end. Speed against Porcupine's
+//! figures: `cargo bench -p d-engine-histories --bench checker`.
+//!
 //! ```text
 //! history.jsonl ──read──▶ History ──pair──▶ [Operation] ──check(model)──▶ CheckResult
 //!  (or Jepsen EDN / log,                                                  ├─ verdict line
