@@ -1,6 +1,6 @@
 //! Client histories and the linearizability checker.
 //!
-//! * [`format`]: the JSON-lines history (`index, time_ns, process, type, f,
+//! * [`format`](mod@format): the JSON-lines history (`index, time_ns, process, type, f,
 //!   key, value, error`) and [`HistoryWriter`], which bench and chaos use;
 //!   [`nemesis`]: fault events (`nemesis.jsonl`).
 //! * [`import`]: Jepsen EDN histories, Jepsen log lines, Porcupine's
