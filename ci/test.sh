@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The project's test command (README.md, .ci/run): formatting, lints, the core purity
-# check, then every test of the workspace in release mode (the simulator and the
+# The project's test command (README.md, .ci/run): missing system packages, formatting,
+# lints, the core purity check, then every test of the workspace in release mode (the simulator and the
 # checker's scale tests need optimised code; one profile also means one build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
+
+step "system packages"
+bash ci/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
