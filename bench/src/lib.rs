@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! summary.json    the figures scripts read (schema: bench/SCHEMA.md, [`Summary`])
-//! timeseries.csv  one row per second: second,ops,errors,p50_us,p99_us
+//! timeseries.csv  one row per second: second,ops,errors,p50_us,p99_us,length_s
 //! latency.hlog    HdrHistogram interval log (one histogram per second, nanoseconds)
 //! ```
 //!

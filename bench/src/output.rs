@@ -12,7 +12,9 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 
 /// Header of `timeseries.csv`.
-pub const TIMESERIES_HEADER: &str = "second,ops,errors,p50_us,p99_us";
+/// `length_s` is the interval's real length: 1 s but for the last one of a round,
+/// which ends when the round does (divide `ops` by it for a rate).
+pub const TIMESERIES_HEADER: &str = "second,ops,errors,p50_us,p99_us,length_s";
 
 /// Lowest and highest latency a histogram tracks, in microseconds, and its precision.
 pub const LATENCY_US_MIN: u64 = 1;
@@ -72,7 +74,8 @@ impl IntervalSink {
         } else {
             (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99))
         };
-        writeln!(self.csv, "{second},{ops},{errors},{p50},{p99}")?;
+        let secs = length.as_secs_f64();
+        writeln!(self.csv, "{second},{ops},{errors},{p50},{p99},{secs:.3}")?;
         self.csv.flush()?;
         // A builder with no headers writes none: it only appends this interval.
         let mut w =

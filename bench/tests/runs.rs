@@ -87,13 +87,29 @@ async fn noop_run_writes_a_sane_summary_series_and_hlog() {
     // One row per measured second, ops adding up to the summary's.
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("second,ops,errors,p50_us,p99_us"));
-    let rows: Vec<Vec<u64>> = lines
+    assert_eq!(
+        lines.next(),
+        Some("second,ops,errors,p50_us,p99_us,length_s")
+    );
+    let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
         .collect();
     assert!((2..=4).contains(&rows.len()), "{csv}");
-    assert_eq!(rows.iter().map(|r| r[1]).sum::<u64>(), s.ops);
-    assert_eq!(rows[0][0], 0);
+    assert_eq!(rows.iter().map(|r| r[1] as u64).sum::<u64>(), s.ops);
+    assert_eq!(rows[0][0], 0.0);
+    // Whole seconds but the last; lengths add up to the measured duration.
+    assert!(
+        rows[..rows.len() - 1]
+            .iter()
+            .all(|r| (r[5] - 1.0).abs() < 0.1),
+        "{csv}"
+    );
+    let total: f64 = rows.iter().map(|r| r[5]).sum();
+    assert!(
+        (total - s.duration_s).abs() < 0.1,
+        "{total} vs {}",
+        s.duration_s
+    );
     // The hlog holds the same intervals and they add up to the same count.
     let hlog = std::fs::read(dir.join("latency.hlog")).unwrap();
     let mut count = 0;
