@@ -325,8 +325,10 @@ pub async fn run_load<T: Target>(
     }
     let mut measured = collect(&shared, &mut set, spec, sink, progress).await;
     if let Some(p) = pacer {
-        // The pacer stops once the stop flag is set or every worker has gone.
-        measured.unsent = p.join().ok();
+        // The pacer stops once the stop flag is set or every worker has gone (within
+        // one PACER_STEP); join it off the async threads all the same.
+        let joined = tokio::task::spawn_blocking(move || p.join().ok()).await;
+        measured.unsent = joined.ok().flatten();
     }
     measured.first_errors = shared.first_errors.lock().expect("errors lock").clone();
     measured
