@@ -111,9 +111,11 @@ async fn etcd_smoke_compare_and_a_cluster_that_dies_mid_run() {
         endpoints: vec![etcd.endpoint.clone()],
     };
 
-    // 2 s of writes.
+    // 2 s of writes (a generous op deadline: a busy CI machine must not turn a slow
+    // fsync into an error here).
     let dir = tmp.path().join("smoke");
-    let o = opts(8, StopAt::Duration(Duration::from_secs(2)));
+    let mut o = opts(8, StopAt::Duration(Duration::from_secs(2)));
+    o.spec.op_timeout = Duration::from_secs(5);
     let outcome = run_to_dir(&target, &o, &dir).await.unwrap();
     let s = &outcome.summary;
     assert_eq!(outcome.error(), None, "{s:?}");
@@ -127,9 +129,12 @@ async fn etcd_smoke_compare_and_a_cluster_that_dies_mid_run() {
 
     // Compare with the no-op target in alternating rounds.
     let out = tmp.path().join("compare");
+    let mut options = opts(8, StopAt::Duration(Duration::from_secs(1)));
+    options.spec.op_timeout = Duration::from_secs(5);
+    options.spec.abort_after = Duration::from_secs(10);
     let spec = CompareSpec {
         targets: vec![target.clone(), TargetSpec::Noop],
-        options: opts(8, StopAt::Duration(Duration::from_secs(1))),
+        options,
         rounds: 2,
     };
     let (outcomes, table) = compare(&spec, &out).await.unwrap();
