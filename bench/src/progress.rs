@@ -24,6 +24,7 @@ pub struct Tick {
     pub second: u64,
     pub warming_up: bool,
     pub ops_total: u64,
+    /// Rate of the last interval, ops/s.
     pub ops_last_second: u64,
     pub errors_total: u64,
     pub p99_us_last_second: f64,
@@ -74,7 +75,8 @@ impl Progress {
             )
         };
         if let Some(bar) = &self.bar {
-            bar.set_position(t.second);
+            let len = bar.length().unwrap_or(u64::MAX);
+            bar.set_position(t.second.min(len));
             bar.set_message(line);
         } else if self.plain {
             let n = self

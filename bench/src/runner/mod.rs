@@ -197,7 +197,7 @@ pub struct Measured {
     pub first_errors: [Option<String>; 5],
     /// Measured seconds written to the sink.
     pub seconds: u64,
-    /// Ops and p99 of the last interval, for progress.
+    /// Ops/s and p99 of the last interval, for progress.
     pub last_ops: u64,
     pub last_p99_us: f64,
 }
