@@ -183,3 +183,34 @@ async fn etcd_smoke_compare_and_a_cluster_that_dies_mid_run() {
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
     assert!(csv.lines().count() >= 2, "{csv}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_cluster_is_started_measured_and_stopped() {
+    if etcd_binary().is_none() {
+        eprintln!("SKIPPED: no etcd binary (apt-get install etcd-server)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let clusters = d_engine_bench::local::LocalClusters::default();
+    let target = clusters.start("etcd", 1, tmp.path()).await.unwrap();
+    let endpoint = target.endpoints()[0].clone();
+    let mut o = opts(4, StopAt::Duration(Duration::from_secs(1)));
+    o.spec.op_timeout = Duration::from_secs(5);
+    o.memory = Some(clusters.memory());
+    let outcome = run_to_dir(&target, &o, &tmp.path().join("run"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.error(), None);
+    let nodes = &outcome.summary.nodes;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].endpoint, endpoint);
+    assert!(nodes[0].peak_rss_kib.unwrap_or(0) > 1024, "{nodes:?}");
+    clusters.stop().await;
+    // Stopped: the endpoint no longer answers.
+    let t = d_engine_bench::EtcdTarget::new(&[endpoint]).unwrap();
+    let probe = tokio::time::timeout(Duration::from_secs(3), t.probe()).await;
+    assert!(
+        !matches!(probe, Ok(Ok(()))),
+        "the cluster still answers after stop"
+    );
+}
