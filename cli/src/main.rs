@@ -9,8 +9,10 @@ mod bench;
 mod chaos;
 mod check;
 mod cluster;
+mod demo;
 mod kv;
 mod logging;
+mod report;
 mod serve;
 mod signals;
 mod status;
@@ -46,6 +48,10 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Check recorded client histories for linearizability.
     Check(check::CheckArgs),
+    /// Render plots and index.html from a chaos or bench run directory.
+    Report(report::ReportArgs),
+    /// Run the whole product end to end: local cluster, load, faults, check, report.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
         Command::Check(args) => Ok(check::run(args)),
+        Command::Report(args) => report::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
