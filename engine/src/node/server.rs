@@ -9,7 +9,6 @@ use d_engine_proto::v1::cluster_admin_server::ClusterAdminServer;
 use d_engine_proto::v1::kv_server::KvServer;
 use d_engine_proto::v1::raft_peer_server::RaftPeerServer;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use super::Node;
@@ -137,7 +136,11 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
                 .max_decoding_message_size(client_max),
         );
     let mut stop = shutdown.clone();
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+    // Accepted connections need TCP_NODELAY set explicitly (the builder's setting
+    // applies only to listeners it binds itself): without it, small replies wait for
+    // the peer's delayed ACK, ~40 ms (found by the read benchmark).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.changed().await;
     });
     let server = tokio::spawn(tracing::Instrument::in_current_span(serve));
