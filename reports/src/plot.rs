@@ -166,7 +166,10 @@ fn draw_time<DB: DrawingBackend>(
     if y_max <= 0.0 {
         y_max = 1.0;
     }
-    let mut builder = ChartBuilder::on(root);
+    // The legend goes in a strip under the chart, clear of the fault labels.
+    let (top, strip) = root.split_vertically(SIZE.1.saturating_sub(30));
+    strip_legend(&strip, plot)?;
+    let mut builder = ChartBuilder::on(&top);
     builder
         .caption(plot.title, ("sans-serif", 22))
         .margin(12)
@@ -190,7 +193,6 @@ fn draw_time<DB: DrawingBackend>(
             .map_err(err)?;
         shade(&mut chart, plot.windows, lo, hi)?;
         series(&mut chart, plot, lo)?;
-        legend(&mut chart)?;
     } else {
         let hi = y_max * 1.15;
         let mut chart = builder
@@ -207,7 +209,58 @@ fn draw_time<DB: DrawingBackend>(
             .map_err(err)?;
         shade(&mut chart, plot.windows, 0.0, hi)?;
         series(&mut chart, plot, 0.0)?;
-        legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+fn strip_legend<DB: DrawingBackend>(
+    strip: &DrawingArea<DB, Shift>,
+    plot: &TimePlot,
+) -> anyhow::Result<()> {
+    let font = ("sans-serif", 14).into_font();
+    let mut x = 90;
+    let y = 12;
+    if !plot.scatter.is_empty() {
+        let c = RGBColor(100, 100, 100);
+        strip
+            .draw(&Circle::new((x + 10, y), 3, c.filled()))
+            .map_err(err)?;
+        strip
+            .draw(&Text::new(
+                plot.scatter_name.to_owned(),
+                (x + 25, y - 7),
+                font.clone(),
+            ))
+            .map_err(err)?;
+        x += 40 + 8 * plot.scatter_name.len() as i32;
+    }
+    for line in &plot.lines {
+        strip
+            .draw(&PathElement::new(
+                vec![(x, y), (x + 20, y)],
+                line.color.stroke_width(3),
+            ))
+            .map_err(err)?;
+        strip
+            .draw(&Text::new(line.name.clone(), (x + 25, y - 7), font.clone()))
+            .map_err(err)?;
+        x += 45 + 8 * line.name.len() as i32;
+    }
+    if !plot.windows.is_empty() {
+        let c = RGBColor(120, 120, 120);
+        strip
+            .draw(&Rectangle::new(
+                [(x, y - 6), (x + 20, y + 6)],
+                c.mix(0.25).filled(),
+            ))
+            .map_err(err)?;
+        strip
+            .draw(&Text::new(
+                "fault window (from nemesis.jsonl)".to_owned(),
+                (x + 25, y - 7),
+                font,
+            ))
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -281,22 +334,6 @@ where
             });
     }
     Ok(())
-}
-
-fn legend<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>) -> anyhow::Result<()>
-where
-    DB: DrawingBackend + 'a,
-    X: Ranged,
-    Y: Ranged,
-{
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)
 }
 
 fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &Bars) -> anyhow::Result<()> {
