@@ -443,6 +443,53 @@ fn load_bench(dir: &Path, name: String) -> anyhow::Result<BenchRun> {
     })
 }
 
+/// The whole run's percentile curve (ms) from `latency.hlog`: every
+/// interval histogram merged. None when the log is missing or unreadable.
+fn hlog_curve(path: &Path) -> Option<Points> {
+    use base64::Engine as _;
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let bytes = std::fs::read(path).ok()?;
+    let mut merged: Option<Histogram<u64>> = None;
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let entry = entry.ok()?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .ok()?;
+        let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).ok()?;
+        match &mut merged {
+            Some(m) => m.add(&h).ok()?,
+            None => merged = Some(h),
+        }
+    }
+    let h = merged?;
+    if h.is_empty() {
+        return None;
+    }
+    let top = (h.len() as f64).log10().min(5.0);
+    let mut out = Vec::new();
+    let mut x = 0.0;
+    while x <= top {
+        let q = 1.0 - 10f64.powf(-x);
+        out.push((q, h.value_at_quantile(q) as f64 / 1e3));
+        x += 0.05;
+    }
+    out.push((1.0 - 10f64.powf(-top), h.max() as f64 / 1e3));
+    Some(out)
+}
+
+/// The run's percentile curve: from `latency.hlog` (HDR) when readable, else
+/// the few percentiles of `summary.json`.
+fn bench_curve(dir: &Path, s: &Json) -> Points {
+    hlog_curve(&dir.join("latency.hlog")).unwrap_or_else(|| summary_curve(s))
+}
+
 /// The percentile curve from `summary.json`'s latency object (ms).
 fn summary_curve(s: &Json) -> Vec<(f64, f64)> {
     let l = &s["latency_us"];
@@ -554,8 +601,8 @@ fn render_bench(run_dir: &Path) -> anyhow::Result<ReportPaths> {
         &dir,
         "percentiles",
         &PercentileCurves {
-            title: &format!("{}: latency percentiles (from summary.json)", run.name),
-            curves: vec![(run.name.clone(), summary_curve(&run.summary))],
+            title: &format!("{}: latency percentiles (HDR)", run.name),
+            curves: vec![(run.name.clone(), bench_curve(run_dir, &run.summary))],
         },
     )?);
     let mut links = Vec::new();
@@ -640,10 +687,13 @@ fn render_compare(run_dir: &Path) -> anyhow::Result<ReportPaths> {
         &dir,
         "percentiles",
         &PercentileCurves {
-            title: "Latency percentiles per target (from summary.json)",
+            title: "Latency percentiles per target (HDR)",
             curves: runs
                 .iter()
-                .map(|r| (r.name.clone(), summary_curve(&r.summary)))
+                .map(|r| {
+                    let curve = bench_curve(&run_dir.join(&r.name), &r.summary);
+                    (r.name.clone(), curve)
+                })
                 .collect(),
         },
     )?);
