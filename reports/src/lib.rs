@@ -486,8 +486,11 @@ fn hlog_curve(path: &Path) -> Option<Points> {
 
 /// The run's percentile curve: from `latency.hlog` (HDR) when readable, else
 /// the few percentiles of `summary.json`.
-fn bench_curve(dir: &Path, s: &Json) -> Points {
-    hlog_curve(&dir.join("latency.hlog")).unwrap_or_else(|| summary_curve(s))
+fn bench_curve(dir: &Path, s: &Json) -> (Points, &'static str) {
+    match hlog_curve(&dir.join("latency.hlog")) {
+        Some(c) => (c, "HDR, latency.hlog"),
+        None => (summary_curve(s), "summary.json percentiles"),
+    }
 }
 
 /// The percentile curve from `summary.json`'s latency object (ms).
@@ -597,12 +600,13 @@ fn render_bench(run_dir: &Path) -> anyhow::Result<ReportPaths> {
             windows: &[],
         },
     )?);
+    let (curve, source) = bench_curve(run_dir, &run.summary);
     plots.extend(plot::percentiles(
         &dir,
         "percentiles",
         &PercentileCurves {
-            title: &format!("{}: latency percentiles (HDR)", run.name),
-            curves: vec![(run.name.clone(), bench_curve(run_dir, &run.summary))],
+            title: &format!("{}: latency percentiles ({source})", run.name),
+            curves: vec![(run.name.clone(), curve)],
         },
     )?);
     let mut links = Vec::new();
@@ -683,18 +687,21 @@ fn render_compare(run_dir: &Path) -> anyhow::Result<ReportPaths> {
             targets: &names,
         },
     )?);
+    let mut curves = Vec::new();
+    let mut sources: Vec<&str> = Vec::new();
+    for r in &runs {
+        let (curve, source) = bench_curve(&run_dir.join(&r.name), &r.summary);
+        curves.push((r.name.clone(), curve));
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
     plots.extend(plot::percentiles(
         &dir,
         "percentiles",
         &PercentileCurves {
-            title: "Latency percentiles per target (HDR)",
-            curves: runs
-                .iter()
-                .map(|r| {
-                    let curve = bench_curve(&run_dir.join(&r.name), &r.summary);
-                    (r.name.clone(), curve)
-                })
-                .collect(),
+            title: &format!("Latency percentiles per target ({})", sources.join("; ")),
+            curves,
         },
     )?);
     let x_max = runs

@@ -99,6 +99,28 @@ fn bench_fixture(dir: &Path, target: &str, ops: u64, p50: u64) {
         let _ = writeln!(csv, "{s},{ops},0,{p50},{}", p50 * 3);
     }
     std::fs::write(dir.join("timeseries.csv"), csv).unwrap();
+    // latency.hlog: one interval histogram per second, microseconds.
+    let mut hlog = Vec::new();
+    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+    let mut w = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+        .begin_log_with(&mut hlog, &mut serializer)
+        .unwrap();
+    for s in 0..5u64 {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for i in 0..1000u64 {
+            h.record(p50 / 2 + i * p50 / 1000).unwrap();
+        }
+        h.record(p50 * 50).unwrap();
+        w.write_histogram(
+            &h,
+            std::time::Duration::from_secs(s),
+            std::time::Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
+    }
+    drop(w);
+    std::fs::write(dir.join("latency.hlog"), hlog).unwrap();
 }
 
 fn check_png(p: &Path) {
@@ -211,6 +233,8 @@ fn compare_report() {
     ] {
         assert!(bars.contains(needle), "compare.svg lacks {needle:?}");
     }
+    let pct = check_svg(&dir.join("plots/percentiles.svg"));
+    assert!(pct.contains("(HDR, latency.hlog)") && pct.contains("p99.9"));
     let _ = std::fs::remove_dir_all(&dir);
 
     let single = temp_dir("bench");
