@@ -27,4 +27,7 @@ else
   cargo test --workspace --all-features --release --no-fail-fast
 fi
 
+step "chaos suite (d-engine, 2 seeds x 30 s, every nemesis, through the fault proxy)"
+SEEDS=${CHAOS_SEEDS:-"1 2"} DURATION=${CHAOS_DURATION:-30s} bash ci/chaos-suite.sh dengine
+
 echo "ci/test.sh finished in $(( $(date +%s) - started ))s"
