@@ -100,6 +100,14 @@ fn render_chaos(run_dir: &Path) -> anyhow::Result<ReportPaths> {
             if !n.targets.is_empty() {
                 let _ = write!(label, " {}", n.targets.join(","));
             }
+            // The detail's first word: "leader", "isolate-one", ...
+            if let Some(word) = n
+                .detail
+                .as_deref()
+                .and_then(|d| d.split_whitespace().next())
+            {
+                let _ = write!(label, " ({word})");
+            }
             Window {
                 start_s: ns(n.start_ns),
                 end_s: n.end_ns.map(ns).unwrap_or(end_s),
