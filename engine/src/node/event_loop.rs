@@ -375,6 +375,12 @@ impl EventLoop {
     }
 
     fn start_transfer(&mut self, target: NodeId, reply: super::request::Reply<u64>) {
+        // Already done: this leader is the target (a retried request, or a leader
+        // elected after the request was made). Nothing would ever complete it.
+        if target == self.raft.id() && self.raft.role() == Role::Leader {
+            let _ = reply.send(Ok(self.raft.term()));
+            return;
+        }
         let target = if target != 0 {
             target
         } else {
