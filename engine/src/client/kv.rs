@@ -398,6 +398,9 @@ impl Inner {
                 maybe_applied: false,
                 redirect: false,
             },
+            // The server sends these only for requests it never handed to Raft (a
+            // write already in the log gets TIMEOUT when the node stops), so they are
+            // safe to retry as "not applied".
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => {
                 self.forget_leader(target);
                 Verdict::Retry {
