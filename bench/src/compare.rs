@@ -32,14 +32,16 @@ enum Built {
     Failed(TargetError),
 }
 
-fn build(spec: &TargetSpec) -> Built {
+fn build(spec: &TargetSpec, opts: &RunOptions) -> Built {
     match spec {
         TargetSpec::Noop => Built::Noop(Arc::new(NoopTarget)),
         TargetSpec::Etcd { endpoints } => {
             EtcdTarget::new(endpoints).map_or_else(Built::Failed, |t| Built::Etcd(Arc::new(t)))
         }
-        TargetSpec::Dengine { endpoints } => DengineTarget::new(endpoints)
-            .map_or_else(Built::Failed, |t| Built::Dengine(Arc::new(t))),
+        TargetSpec::Dengine { endpoints } => {
+            DengineTarget::new(endpoints, opts.dengine_batch_in_flight)
+                .map_or_else(Built::Failed, |t| Built::Dengine(Arc::new(t)))
+        }
     }
 }
 
@@ -61,7 +63,11 @@ pub async fn compare(spec: &CompareSpec, out: &Path) -> anyhow::Result<(Vec<RunO
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let floors = measure_floors(&spec.options).await;
     let per_round = split(spec.options.spec.stop, spec.rounds);
-    let built: Vec<Built> = spec.targets.iter().map(build).collect();
+    let built: Vec<Built> = spec
+        .targets
+        .iter()
+        .map(|t| build(t, &spec.options))
+        .collect();
     let mut runs = Vec::new();
     for (t, b) in spec.targets.iter().zip(&built) {
         let mut run =

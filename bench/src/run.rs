@@ -59,6 +59,8 @@ pub struct RunOptions {
     /// Before the first round, write every key once (not measured), so reads find
     /// values of the configured size.
     pub preload: bool,
+    /// d-engine only: `Batch` RPCs outstanding per node, 0 = every call alone.
+    pub dengine_batch_in_flight: usize,
 }
 
 impl RunOptions {
@@ -69,6 +71,7 @@ impl RunOptions {
             progress: ProgressMode::Auto,
             memory: None,
             preload: false,
+            dengine_batch_in_flight: DENGINE_BATCH_IN_FLIGHT_DEFAULT,
         }
     }
 }
@@ -116,10 +119,12 @@ pub async fn run_to_dir(
             Ok(t) => state.round(&Arc::new(t), opts, opts.spec.stop).await,
             Err(e) => state.fail(e),
         },
-        TargetSpec::Dengine { endpoints } => match DengineTarget::new(endpoints) {
-            Ok(t) => state.round(&Arc::new(t), opts, opts.spec.stop).await,
-            Err(e) => state.fail(e),
-        },
+        TargetSpec::Dengine { endpoints } => {
+            match DengineTarget::new(endpoints, opts.dengine_batch_in_flight) {
+                Ok(t) => state.round(&Arc::new(t), opts, opts.spec.stop).await,
+                Err(e) => state.fail(e),
+            }
+        }
     };
     // A failure is recorded in the state and lands in the summary.
     let _ = result;
@@ -169,6 +174,7 @@ pub(crate) struct TargetRun {
     floors: Option<Floors>,
     /// Set once a round failed; later rounds are skipped.
     pub(crate) failed: Option<String>,
+    batching: Option<crate::target::BatchingStats>,
 }
 
 impl TargetRun {
@@ -192,6 +198,7 @@ impl TargetRun {
             rounds: 0,
             floors,
             failed: None,
+            batching: None,
         })
     }
 
@@ -252,6 +259,7 @@ impl TargetRun {
                 .map_or(String::new(), |a| format!("; stopped: {a}"))
         ));
         self.rounds += 1;
+        self.batching = target.batching();
         let aborted = m.aborted.clone();
         self.measured.merge(&m);
         if let Some(a) = aborted {
@@ -319,6 +327,7 @@ impl TargetRun {
             summary.error = Some(f);
         }
         summary.floors = self.floors.clone();
+        summary.client_batching = self.batching;
         summary.nodes = match opts.memory.as_ref().and_then(|m| m(self.spec.name())) {
             Some(nodes) => nodes,
             None => self
@@ -347,6 +356,9 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow:
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())
 }
+
+/// The Rust client's default (`ClientConfig::batch_in_flight`).
+pub const DENGINE_BATCH_IN_FLIGHT_DEFAULT: usize = 4;
 
 /// Default op deadline used by the CLI.
 pub const OP_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);

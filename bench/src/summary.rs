@@ -145,6 +145,10 @@ pub struct Summary {
     /// Peak RSS per node, when the nodes run on this machine.
     pub nodes: Vec<NodeMemory>,
     pub floors: Option<Floors>,
+    /// d-engine only: the client's sharing of `Batch` RPCs among calls (absent when
+    /// every call went alone).
+    #[serde(default)]
+    pub client_batching: Option<crate::target::BatchingStats>,
     pub seed: u64,
     pub started_at_unix_ms: u64,
     pub bench_version: String,
@@ -214,6 +218,7 @@ impl Summary {
             unsent: m.unsent,
             nodes: Vec::new(),
             floors: None,
+            client_batching: None,
             seed: spec.seed,
             started_at_unix_ms,
             bench_version: env!("CARGO_PKG_VERSION").to_string(),

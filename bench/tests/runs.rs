@@ -383,6 +383,7 @@ mod fake_dengine {
         pub leader_addr: Option<String>,
         pub store: Mutex<HashMap<Bytes, Bytes>>,
         pub calls: AtomicU64,
+        pub batches: AtomicU64,
     }
 
     impl Node {
@@ -468,6 +469,30 @@ mod fake_dengine {
         async fn scan(&self, _r: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
             Err(Status::unimplemented("scan"))
         }
+        /// Each operation through its single call, in order.
+        async fn batch(&self, r: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
+            use batch_op::Op;
+            use batch_result::Result as R;
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            let mut results = Vec::new();
+            for op in r.into_inner().ops {
+                let result = match op.op {
+                    Some(Op::Put(q)) => R::Put(self.put(Request::new(q)).await?.into_inner()),
+                    Some(Op::Get(q)) => R::Get(self.get(Request::new(q)).await?.into_inner()),
+                    Some(Op::CompareAndSwap(q)) => R::CompareAndSwap(
+                        self.compare_and_swap(Request::new(q)).await?.into_inner(),
+                    ),
+                    _ => return Err(Status::unimplemented("op")),
+                };
+                results.push(BatchResult {
+                    result: Some(result),
+                });
+            }
+            Ok(Response::new(BatchResponse {
+                error: None,
+                results,
+            }))
+        }
     }
 
     /// Serves `node` on a free 127.0.0.1 port; returns its address.
@@ -488,19 +513,29 @@ mod fake_dengine {
             leader_addr,
             store: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dengine_target_follows_the_leader_hint_once_and_remembers_it() {
+    dengine_target_follows_the_leader(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dengine_target_follows_the_leader_hint_when_batching() {
+    dengine_target_follows_the_leader(4).await;
+}
+
+async fn dengine_target_follows_the_leader(batch_in_flight: usize) {
     use d_engine_bench::DengineTarget;
     let leader = fake_dengine::node(None);
     let leader_addr = fake_dengine::serve(leader.clone()).await;
     let follower = fake_dengine::node(Some(leader_addr.clone()));
     let follower_addr = fake_dengine::serve(follower.clone()).await;
 
-    let t = DengineTarget::new(std::slice::from_ref(&follower_addr)).unwrap();
+    let t = DengineTarget::new(std::slice::from_ref(&follower_addr), batch_in_flight).unwrap();
     let (k, v) = (Bytes::from_static(b"k"), Bytes::from_static(b"v1"));
     t.put(k.clone(), v.clone()).await.unwrap();
     assert_eq!(follower.calls.load(Ordering::Relaxed), 1, "one redirect");
@@ -531,6 +566,8 @@ async fn dengine_target_follows_the_leader_hint_once_and_remembers_it() {
         Load::Closed { clients: 4 },
         StopAt::Duration(Duration::from_millis(1000)),
     ));
+    let mut opts = opts;
+    opts.dengine_batch_in_flight = batch_in_flight;
     let target = TargetSpec::Dengine {
         endpoints: vec![follower_addr],
     };
@@ -539,6 +576,20 @@ async fn dengine_target_follows_the_leader_hint_once_and_remembers_it() {
     assert!(outcome.summary.ops > 100, "{}", outcome.summary.ops);
     assert_eq!(outcome.summary.errors.total, 0);
     assert!(leader.store.lock().unwrap().len() > 100);
+    // Batching shows in the summary and on the wire; without it, no Batch call is made.
+    let batches = leader.batches.load(Ordering::Relaxed);
+    match outcome.summary.client_batching {
+        Some(b) => {
+            assert_eq!(batch_in_flight, 4);
+            assert_eq!(b.in_flight, 4);
+            assert!(b.batches > 0 && b.ops >= b.batches, "{b:?}");
+            assert!(batches > 0);
+        }
+        None => {
+            assert_eq!(batch_in_flight, 0);
+            assert_eq!(batches, 0);
+        }
+    }
 }
 
 /// An in-memory map, to see what a run wrote.

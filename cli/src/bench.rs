@@ -119,6 +119,10 @@ pub struct RunArgs {
     /// Write every key once before measuring (not counted), so reads find values.
     #[arg(long)]
     pub preload: bool,
+    /// d-engine: `Batch` RPCs outstanding per node, shared by concurrent calls as the
+    /// Rust client does by default; 0 sends every call on its own RPC.
+    #[arg(long, default_value_t = d_engine_bench::run::DENGINE_BATCH_IN_FLIGHT_DEFAULT)]
+    pub dengine_batch: usize,
     /// Skip the latency floors (fdatasync loop and gRPC ping).
     #[arg(long)]
     pub no_floors: bool,
@@ -203,6 +207,7 @@ fn options(a: &RunArgs, out: &std::path::Path) -> anyhow::Result<RunOptions> {
         _ => ProgressMode::Auto,
     };
     o.preload = a.preload;
+    o.dengine_batch_in_flight = a.dengine_batch;
     if !a.no_floors {
         o.floors_dir = Some(a.floors_dir.clone().unwrap_or_else(|| out.to_path_buf()));
     }

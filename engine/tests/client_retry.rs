@@ -32,6 +32,8 @@ struct Script {
 struct Node {
     script: Script,
     calls: AtomicUsize,
+    /// `Batch` RPCs received (each of their operations also counts in `calls`).
+    batches: AtomicUsize,
     applies: AtomicUsize,
     data: Mutex<BTreeMap<Bytes, Bytes>>,
     /// Session table: client id -> (last seq, its reply), as the state machine keeps it.
@@ -149,6 +151,31 @@ impl Kv for Svc {
 
     async fn scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
         Err(Status::unimplemented("not scripted"))
+    }
+
+    /// Each operation through its single call, all at once, as the real node does.
+    async fn batch(&self, req: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
+        use batch_op::Op;
+        use batch_result::Result as R;
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let ops = req.into_inner().ops.into_iter().map(|op| async move {
+            let result = match op.op {
+                Some(Op::Put(q)) => R::Put(self.put(Request::new(q)).await?.into_inner()),
+                Some(Op::Get(q)) => R::Get(self.get(Request::new(q)).await?.into_inner()),
+                _ => return Err(Status::unimplemented("not scripted")),
+            };
+            Ok(BatchResult {
+                result: Some(result),
+            })
+        });
+        let results = futures_util::future::join_all(ops)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(BatchResponse {
+            error: None,
+            results,
+        }))
     }
 }
 
@@ -285,6 +312,63 @@ async fn an_unreachable_cluster_fails_within_the_deadline() {
         ),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_batches_and_each_gets_its_own_result() {
+    let (leader, addr) = serve(Script::default()).await;
+    let client = Client::connect(config(&[addr])).unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.put(format!("k{i}"), format!("v{i}")).await })
+        })
+        .collect();
+    let mut indexes = std::collections::BTreeSet::new();
+    for t in tasks {
+        indexes.insert(t.await.unwrap().unwrap().index);
+    }
+    assert_eq!(indexes.len(), 200, "every write got its own index");
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 200);
+    assert_eq!(leader.applies.load(Ordering::SeqCst), 200);
+    let batches = leader.batches.load(Ordering::SeqCst);
+    assert!(
+        (1..=100).contains(&batches),
+        "200 concurrent writes went in {batches} batches"
+    );
+    for i in [0, 77, 199] {
+        let v = client
+            .get(format!("k{i}"), ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(Bytes::from(format!("v{i}"))));
+    }
+}
+
+#[tokio::test]
+async fn without_batching_and_for_large_values_calls_go_alone() {
+    let (leader, addr) = serve(Script::default()).await;
+    let client = Client::connect(config(&[addr]).batch_in_flight(0)).unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.put(format!("k{i}"), "v").await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(leader.batches.load(Ordering::SeqCst), 0);
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 20);
+
+    // Batching on, but a value past the batching bound still goes on its own call.
+    let (leader, addr) = serve(Script::default()).await;
+    let client = Client::connect(config(&[addr])).unwrap();
+    let big = vec![7u8; d_engine::client::BATCH_OP_BYTES_MAX + 1];
+    client.put("big", big).await.unwrap();
+    assert_eq!(leader.batches.load(Ordering::SeqCst), 0);
+    client.put("small", "v").await.unwrap();
+    assert_eq!(leader.batches.load(Ordering::SeqCst), 1);
 }
 
 #[test]

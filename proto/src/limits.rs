@@ -12,6 +12,12 @@ pub const MAX_KEY_BYTES: usize = 4 * 1024;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Largest encoded client request (a key, a value and headers).
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = MAX_VALUE_BYTES + 64 * 1024;
+/// Most operations in one client `BatchRequest`.
+pub const MAX_BATCH_OPS: usize = 1024;
+/// Largest client `BatchResponse` a client should expect: the Rust client caps each
+/// batch so that its worst-case reply (every read and failed compare-and-swap
+/// returning a value of MAX_VALUE_BYTES) stays under this, and decodes up to it.
+pub const MAX_BATCH_REPLY_BYTES: usize = 256 * 1024 * 1024;
 /// Largest `data` of one log entry: a value, a key and the command's framing.
 pub const MAX_ENTRY_BYTES: usize = MAX_VALUE_BYTES + 8 * 1024;
 /// Most entries in one AppendEntries.

@@ -314,6 +314,106 @@ fn samples() -> Vec<Sample> {
             },
         ),
         sample(
+            "BatchRequest",
+            BatchRequest {
+                ops: vec![
+                    BatchOp {
+                        op: Some(batch_op::Op::Put(PutRequest {
+                            header: req(),
+                            key: b("k"),
+                            value: b("v"),
+                        })),
+                    },
+                    BatchOp {
+                        op: Some(batch_op::Op::Get(GetRequest {
+                            header: req(),
+                            key: b("k"),
+                            consistency: ReadConsistency::Lease as i32,
+                        })),
+                    },
+                    BatchOp {
+                        op: Some(batch_op::Op::Delete(DeleteRequest {
+                            header: req(),
+                            key: b("gone"),
+                        })),
+                    },
+                    BatchOp {
+                        op: Some(batch_op::Op::CompareAndSwap(CompareAndSwapRequest {
+                            header: req(),
+                            key: b("k"),
+                            expected: Some(Expected::ExpectAbsent(true)),
+                            new_value: b("first"),
+                        })),
+                    },
+                    BatchOp { op: None },
+                ],
+            },
+        ),
+        sample(
+            "BatchOp",
+            BatchOp {
+                op: Some(batch_op::Op::Get(GetRequest {
+                    header: None,
+                    key: b("k"),
+                    consistency: 0,
+                })),
+            },
+        ),
+        sample(
+            "BatchResponse",
+            BatchResponse {
+                error: None,
+                results: vec![
+                    BatchResult {
+                        result: Some(batch_result::Result::Put(PutResponse {
+                            header: resp(),
+                            error: None,
+                        })),
+                    },
+                    BatchResult {
+                        result: Some(batch_result::Result::Get(GetResponse {
+                            header: resp(),
+                            error: None,
+                            found: true,
+                            value: b("v"),
+                        })),
+                    },
+                    BatchResult {
+                        result: Some(batch_result::Result::Delete(DeleteResponse {
+                            header: resp(),
+                            error: None,
+                            existed: false,
+                        })),
+                    },
+                    BatchResult {
+                        result: Some(batch_result::Result::CompareAndSwap(
+                            CompareAndSwapResponse {
+                                header: resp(),
+                                error: None,
+                                succeeded: true,
+                                current_found: false,
+                                current_value: Bytes::new(),
+                            },
+                        )),
+                    },
+                ],
+            },
+        ),
+        sample(
+            "BatchResult",
+            BatchResult {
+                result: Some(batch_result::Result::Put(PutResponse {
+                    header: None,
+                    error: Some(ReplyError {
+                        code: ErrorCode::NotLeader as i32,
+                        message: "not the leader".into(),
+                        leader_id: 2,
+                        leader_addr: "127.0.0.1:9".into(),
+                    }),
+                })),
+            },
+        ),
+        sample(
             "ScanRequest",
             ScanRequest {
                 header: req(),

@@ -6,26 +6,81 @@
 //! Serializable reads go round-robin to any node. Writes carry no client session, so a
 //! retried write could apply twice; the bench never retries one (it follows a redirect
 //! only after a `NOT_LEADER` reply, which means "not applied").
+//!
+//! Like the Rust client (`d_engine::client`), the target sends concurrent calls to one
+//! node together on `Batch` RPCs through the client's [`Batcher`], unless batching is
+//! off (`batch_in_flight` 0): each call is still its own operation with its own
+//! result, timed from its own send to its own reply.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use d_engine::client::{BATCH_OP_BYTES_MAX, Batcher};
 use d_engine_proto::v1::compare_and_swap_request::Expected;
 use d_engine_proto::v1::kv_client::KvClient;
 use d_engine_proto::v1::{
-    CompareAndSwapRequest, ErrorCode, GetRequest, PutRequest, ReadConsistency, ReplyError,
+    CompareAndSwapRequest, CompareAndSwapResponse, ErrorCode, GetRequest, GetResponse, PutRequest,
+    PutResponse, ReadConsistency, ReplyError,
 };
+use d_engine_proto::v1::{batch_op, batch_result};
+use prost::Message;
 use tonic::transport::Channel;
 
-use super::{CasResult, Consistency, ErrorKind, Target, TargetError, call, lazy_channel};
+use super::{
+    BatchingStats, CasResult, Consistency, ErrorKind, Target, TargetError, call, lazy_channel,
+};
+
+/// The way to one node: its client and, when batching, its batcher (made on first use,
+/// inside the runtime).
+#[derive(Clone)]
+struct Link {
+    channel: Channel,
+    batcher: Option<Batcher>,
+}
+
+macro_rules! link_call {
+    ($name:ident, $req:ty, $resp:ty, $arm:ident, $single:ident) => {
+        async fn $name(self, req: $req) -> Result<$resp, TargetError> {
+            match self.batcher {
+                Some(b) if req.encoded_len() <= BATCH_OP_BYTES_MAX => {
+                    match b.call(batch_op::Op::$arm(req)).await {
+                        Ok(batch_result::Result::$arm(r)) => Ok(r),
+                        Ok(_) => Err(TargetError::new(
+                            ErrorKind::Other,
+                            "a batch result of the wrong kind",
+                        )),
+                        Err(s) => Err(TargetError::from_status(&s)),
+                    }
+                }
+                _ => call(KvClient::new(self.channel).$single(req)).await,
+            }
+        }
+    };
+}
+
+impl Link {
+    link_call!(put, PutRequest, PutResponse, Put, put);
+    link_call!(get, GetRequest, GetResponse, Get, get);
+    link_call!(
+        cas,
+        CompareAndSwapRequest,
+        CompareAndSwapResponse,
+        CompareAndSwap,
+        compare_and_swap
+    );
+}
 
 /// A connection to a d-engine cluster.
 pub struct DengineTarget {
     endpoints: Vec<String>,
-    /// Channels by address: the given endpoints and any leader address learnt.
-    clients: Mutex<HashMap<String, KvClient<Channel>>>,
+    /// Links by address: the given endpoints and any leader address learnt.
+    clients: Mutex<HashMap<String, Link>>,
+    /// Batches outstanding per node; 0 = every call on its own RPC.
+    batch_in_flight: usize,
+    /// Every batcher made, for the statistics.
+    batchers: Mutex<Vec<Batcher>>,
     leader: Mutex<Option<String>>,
     next: AtomicUsize,
 }
@@ -38,8 +93,9 @@ enum Route {
 }
 
 impl DengineTarget {
-    /// Prepares channels to `endpoints`; connects lazily.
-    pub fn new(endpoints: &[String]) -> Result<DengineTarget, TargetError> {
+    /// Prepares channels to `endpoints`; connects lazily. With `batch_in_flight` > 0,
+    /// concurrent calls to a node share `Batch` RPCs, at most that many outstanding.
+    pub fn new(endpoints: &[String], batch_in_flight: usize) -> Result<DengineTarget, TargetError> {
         if endpoints.is_empty() {
             return Err(TargetError::new(
                 ErrorKind::Other,
@@ -48,11 +104,19 @@ impl DengineTarget {
         }
         let mut clients = HashMap::new();
         for e in endpoints {
-            clients.insert(e.clone(), KvClient::new(lazy_channel(e)?));
+            clients.insert(
+                e.clone(),
+                Link {
+                    channel: lazy_channel(e)?,
+                    batcher: None,
+                },
+            );
         }
         Ok(DengineTarget {
             endpoints: endpoints.to_vec(),
             clients: Mutex::new(clients),
+            batch_in_flight,
+            batchers: Mutex::new(Vec::new()),
             leader: Mutex::new(None),
             next: AtomicUsize::new(0),
         })
@@ -72,21 +136,33 @@ impl DengineTarget {
         self.round_robin()
     }
 
-    fn client(&self, addr: &str) -> Result<KvClient<Channel>, TargetError> {
+    fn client(&self, addr: &str) -> Result<Link, TargetError> {
         let mut map = self.clients.lock().expect("clients lock");
-        if let Some(c) = map.get(addr) {
+        if let Some(c) = map.get(addr)
+            && (self.batch_in_flight == 0 || c.batcher.as_ref().is_some_and(Batcher::is_alive))
+        {
             return Ok(c.clone());
         }
-        let c = KvClient::new(lazy_channel(addr)?);
-        map.insert(addr.to_string(), c.clone());
-        Ok(c)
+        let channel = match map.get(addr) {
+            Some(c) => c.channel.clone(),
+            None => lazy_channel(addr)?,
+        };
+        let batcher = (self.batch_in_flight > 0).then(|| {
+            // The batcher shares the channel: one connection per node either way.
+            let b = Batcher::spawn(channel.clone(), self.batch_in_flight);
+            self.batchers.lock().expect("batchers lock").push(b.clone());
+            b
+        });
+        let link = Link { channel, batcher };
+        map.insert(addr.to_string(), link.clone());
+        Ok(link)
     }
 
     /// Runs `attempt` against the right node, following NOT_LEADER hints a bounded
     /// number of times. `attempt` returns the reply's error (if any) and its value.
     async fn routed<T, F, Fut>(&self, route: Route, attempt: F) -> Result<T, TargetError>
     where
-        F: Fn(KvClient<Channel>) -> Fut,
+        F: Fn(Link) -> Fut,
         Fut: Future<Output = Result<(Option<ReplyError>, T), TargetError>>,
     {
         let mut addr = self.pick(route);
@@ -146,14 +222,30 @@ fn classify(err: &ReplyError) -> TargetError {
 }
 
 impl Target for DengineTarget {
+    fn batching(&self) -> Option<BatchingStats> {
+        if self.batch_in_flight == 0 {
+            return None;
+        }
+        let mut stats = BatchingStats {
+            in_flight: self.batch_in_flight,
+            batches: 0,
+            ops: 0,
+        };
+        for b in self.batchers.lock().expect("batchers lock").iter() {
+            stats.batches += b.stats().batches.load(Ordering::Relaxed);
+            stats.ops += b.stats().ops.load(Ordering::Relaxed);
+        }
+        Some(stats)
+    }
+
     async fn put(&self, key: Bytes, value: Bytes) -> Result<(), TargetError> {
-        self.routed(Route::Leader, |mut c| {
+        self.routed(Route::Leader, |c| {
             let req = PutRequest {
                 header: None,
                 key: key.clone(),
                 value: value.clone(),
             };
-            async move { call(c.put(req)).await.map(|r| (r.error, ())) }
+            async move { c.put(req).await.map(|r| (r.error, ())) }
         })
         .await
     }
@@ -164,14 +256,15 @@ impl Target for DengineTarget {
             Consistency::Lease => (Route::Leader, ReadConsistency::Lease),
             Consistency::Serializable => (Route::Any, ReadConsistency::Serializable),
         };
-        self.routed(route, |mut client| {
+        self.routed(route, |client| {
             let req = GetRequest {
                 header: None,
                 key: key.clone(),
                 consistency: level as i32,
             };
             async move {
-                call(client.get(req))
+                client
+                    .get(req)
                     .await
                     .map(|r| (r.error, r.found.then_some(r.value)))
             }
@@ -185,7 +278,7 @@ impl Target for DengineTarget {
         expected: Option<Bytes>,
         new: Bytes,
     ) -> Result<CasResult, TargetError> {
-        self.routed(Route::Leader, |mut c| {
+        self.routed(Route::Leader, |c| {
             let req = CompareAndSwapRequest {
                 header: None,
                 key: key.clone(),
@@ -196,7 +289,7 @@ impl Target for DengineTarget {
                 new_value: new.clone(),
             };
             async move {
-                call(c.compare_and_swap(req)).await.map(|r| {
+                c.cas(req).await.map(|r| {
                     let current = r.current_found.then_some(r.current_value);
                     let result = CasResult {
                         succeeded: r.succeeded,

@@ -154,6 +154,11 @@ pub trait Target: Send + Sync + 'static {
         new: Bytes,
     ) -> impl Future<Output = Result<CasResult, TargetError>> + Send;
 
+    /// How the target's client shared RPCs among calls, if it batches them.
+    fn batching(&self) -> Option<BatchingStats> {
+        None
+    }
+
     /// Checks that the target answers at all, before a run starts. The default reads
     /// a key serializably.
     fn probe(&self) -> impl Future<Output = Result<(), TargetError>> + Send {
@@ -166,6 +171,15 @@ pub trait Target: Send + Sync + 'static {
             .map(|_| ())
         }
     }
+}
+
+/// How many RPCs a batching client sent for how many calls (warm-up included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchingStats {
+    /// Batches allowed outstanding per node.
+    pub in_flight: usize,
+    pub batches: u64,
+    pub ops: u64,
 }
 
 /// `host:port` or a URL → a URL tonic accepts.

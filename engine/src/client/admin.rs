@@ -41,7 +41,7 @@ impl AdminClient<'_> {
             .client
             .inner
             .execute(OpKind::Write, |ch| {
-                call(ClusterAdminClient::new(ch), header)
+                call(ClusterAdminClient::new(ch.channel), header)
             })
             .await?;
         Ok(r.index)

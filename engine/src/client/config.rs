@@ -20,6 +20,11 @@ pub struct ClientConfig {
     /// Attach a session to writes so retries are applied at most once. Turning this
     /// off makes a retried write able to apply twice; it exists for measurements only.
     pub sessions: bool,
+    /// Concurrent calls to one node share `Batch` RPCs, with at most this many batches
+    /// outstanding per node; 0 sends every call on its own RPC. Batching changes no
+    /// semantics (each operation is run and answered on its own), only the cost per
+    /// call. See [`Batcher`](super::Batcher).
+    pub batch_in_flight: usize,
 }
 
 impl ClientConfig {
@@ -33,6 +38,7 @@ impl ClientConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(500),
             sessions: true,
+            batch_in_flight: 4,
         }
     }
 
@@ -43,6 +49,12 @@ impl ClientConfig {
 
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
+        self
+    }
+
+    /// Batches outstanding per node (0 = no batching).
+    pub fn batch_in_flight(mut self, n: usize) -> Self {
+        self.batch_in_flight = n;
         self
     }
 

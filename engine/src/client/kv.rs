@@ -9,9 +9,11 @@ use bytes::Bytes;
 use d_engine_proto::v1::compare_and_swap_request::Expected;
 use d_engine_proto::v1::kv_client::KvClient;
 use d_engine_proto::v1::*;
+use prost::Message;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::batch::{BATCH_OP_BYTES_MAX, Batcher};
 use super::retry::Backoff;
 use super::session::SessionPool;
 use super::{ClientConfig, ClientError};
@@ -50,12 +52,54 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     endpoints: Vec<String>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Conn>>,
     /// Where the last successful call went, or the last leader hint.
     leader: Mutex<Option<String>>,
     /// Round-robin position among endpoints when no leader is known.
     cursor: Mutex<usize>,
     sessions: SessionPool,
+}
+
+/// The way to one node: its channel, and the batcher that shares it among concurrent
+/// calls (none when batching is off).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub(crate) channel: Channel,
+    batcher: Option<Batcher>,
+}
+
+macro_rules! batched_call {
+    ($name:ident, $req:ty, $resp:ty, $arm:ident, $single:ident) => {
+        /// One call: in the endpoint's next batch, or alone when batching is off or
+        /// the request is large.
+        pub(crate) async fn $name(
+            self,
+            req: $req,
+        ) -> Result<tonic::Response<$resp>, tonic::Status> {
+            match self.batcher {
+                Some(b) if req.encoded_len() <= BATCH_OP_BYTES_MAX => {
+                    match b.call(batch_op::Op::$arm(req)).await? {
+                        batch_result::Result::$arm(r) => Ok(tonic::Response::new(r)),
+                        _ => Err(tonic::Status::internal("a batch result of the wrong kind")),
+                    }
+                }
+                _ => KvClient::new(self.channel).$single(req).await,
+            }
+        }
+    };
+}
+
+impl Conn {
+    batched_call!(put, PutRequest, PutResponse, Put, put);
+    batched_call!(get, GetRequest, GetResponse, Get, get);
+    batched_call!(delete, DeleteRequest, DeleteResponse, Delete, delete);
+    batched_call!(
+        compare_and_swap,
+        CompareAndSwapRequest,
+        CompareAndSwapResponse,
+        CompareAndSwap,
+        compare_and_swap
+    );
 }
 
 /// What every reply carries: a header and maybe an error.
@@ -135,7 +179,7 @@ impl Client {
     async fn write<R, F, Fut>(&self, attempt: F) -> Result<R, ClientError>
     where
         R: Reply,
-        F: Fn(Channel, Option<RequestHeader>) -> Fut,
+        F: Fn(Conn, Option<RequestHeader>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
         let session = self
@@ -167,7 +211,7 @@ impl Client {
                     key: key.clone(),
                     value: value.clone(),
                 };
-                async move { KvClient::new(ch).put(req).await }
+                ch.put(req)
             })
             .await?;
         Ok(WriteAck {
@@ -184,7 +228,7 @@ impl Client {
                     header,
                     key: key.clone(),
                 };
-                async move { KvClient::new(ch).delete(req).await }
+                ch.delete(req)
             })
             .await?;
         Ok(r.existed)
@@ -210,7 +254,7 @@ impl Client {
                     expected: expected.clone(),
                     new_value: new.clone(),
                 };
-                async move { KvClient::new(ch).compare_and_swap(req).await }
+                ch.compare_and_swap(req)
             })
             .await?;
         Ok(CasOutcome {
@@ -236,7 +280,7 @@ impl Client {
                     key: key.clone(),
                     consistency: consistency as i32,
                 };
-                async move { KvClient::new(ch).get(req).await }
+                ch.get(req)
             })
             .await?;
         Ok(r.found.then_some(r.value))
@@ -264,7 +308,7 @@ impl Client {
                     limit,
                     consistency: consistency as i32,
                 };
-                async move { KvClient::new(ch).scan(req).await }
+                async move { KvClient::new(ch.channel).scan(req).await }
             })
             .await?;
         Ok(ScanPage {
@@ -301,7 +345,7 @@ impl Inner {
     ) -> Result<R, ClientError>
     where
         R: Reply,
-        F: Fn(Channel) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
         let deadline = Instant::now() + self.config.deadline;
@@ -310,12 +354,12 @@ impl Inner {
         let mut redirects = 0;
         loop {
             let target = self.pick_target();
-            let channel = self.channel(&target)?;
+            let conn = self.conn(&target)?;
             let budget = self
                 .config
                 .attempt_timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let outcome = tokio::time::timeout(budget, attempt(channel)).await;
+            let outcome = tokio::time::timeout(budget, attempt(conn)).await;
             let (reason, redirect) = match self.judge(kind, &target, outcome) {
                 Verdict::Done(r) => return Ok(r),
                 Verdict::Fail(e) => return Err(e),
@@ -451,16 +495,31 @@ impl Inner {
 
     /// A lazily connecting channel to `addr`, shared by every call to it.
     pub(crate) fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        self.conn(addr).map(|c| c.channel)
+    }
+
+    /// The channel to `addr` and its batcher. Must run inside a tokio runtime when
+    /// batching is on (the batcher's dispatcher is spawned on first use, and again if
+    /// the runtime it ran on has stopped).
+    pub(crate) fn conn(&self, addr: &str) -> Result<Conn, ClientError> {
         let mut channels = self.channels.lock().expect("channels lock");
-        if let Some(c) = channels.get(addr) {
+        if let Some(c) = channels.get(addr)
+            && c.batcher.as_ref().is_none_or(Batcher::is_alive)
+        {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(addr.to_string())
-            .map_err(|e| ClientError::Config(format!("bad address {addr}: {e}")))?
-            .connect_timeout(self.config.connect_timeout)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        let channel = match channels.get(addr) {
+            Some(c) => c.channel.clone(),
+            None => Endpoint::from_shared(addr.to_string())
+                .map_err(|e| ClientError::Config(format!("bad address {addr}: {e}")))?
+                .connect_timeout(self.config.connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        };
+        let batcher = (self.config.batch_in_flight > 0)
+            .then(|| Batcher::spawn(channel.clone(), self.config.batch_in_flight));
+        let conn = Conn { channel, batcher };
+        channels.insert(addr.to_string(), conn.clone());
+        Ok(conn)
     }
 }

@@ -12,6 +12,10 @@
 //! a pool of them), which is what lets the cluster keep just the last sequence number
 //! and reply per session.
 //!
+//! Concurrent calls to the same node share `Batch` RPCs ([`Batcher`],
+//! [`ClientConfig::batch_in_flight`]): each is still its own operation, validated,
+//! proposed and answered on its own, so batching changes costs and nothing else.
+//!
 //! Every error says whether the operation may have taken effect
 //! ([`ClientError::outcome_unknown`]): a history recorder writes those as `info`, and
 //! definite failures as `fail`.
@@ -27,6 +31,7 @@
 //! ```
 
 mod admin;
+mod batch;
 mod config;
 mod error;
 mod kv;
@@ -34,6 +39,7 @@ mod retry;
 mod session;
 
 pub use admin::{AdminClient, NodeStatus};
+pub use batch::{BATCH_OP_BYTES_MAX, BatchStats, Batcher};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use kv::{CasOutcome, Client, ReadConsistency, ScanPage, WriteAck};

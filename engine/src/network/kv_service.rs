@@ -2,7 +2,7 @@
 //! and turns the outcome into a reply with a typed error.
 
 use d_engine_proto::limits::{
-    DEFAULT_SCAN_LIMIT, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_REPLY_BYTES,
+    DEFAULT_SCAN_LIMIT, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_REPLY_BYTES,
 };
 use d_engine_proto::v1 as pb;
 use d_engine_proto::v1::kv_server::Kv;
@@ -135,10 +135,9 @@ impl KvService {
     }
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let r = req.into_inner();
+/// Each operation as a plain async function, shared by the single calls and `Batch`.
+impl KvService {
+    async fn put_op(&self, r: pb::PutRequest) -> pb::PutResponse {
         let outcome = async {
             self.check_key(&r.key, true)?;
             self.check_value(&r.value)?;
@@ -152,7 +151,7 @@ impl Kv for KvService {
             .await
         }
         .await;
-        Ok(Response::new(match outcome {
+        match outcome {
             Ok((index, _)) => pb::PutResponse {
                 header: self.ctx.header(index),
                 error: None,
@@ -161,21 +160,17 @@ impl Kv for KvService {
                 header: self.ctx.header(0),
                 error,
             },
-        }))
+        }
     }
 
-    async fn delete(
-        &self,
-        req: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let r = req.into_inner();
+    async fn delete_op(&self, r: pb::DeleteRequest) -> pb::DeleteResponse {
         let outcome = async {
             self.check_key(&r.key, true)?;
             self.write(r.header.as_ref(), KvCommand::Delete { key: r.key })
                 .await
         }
         .await;
-        Ok(Response::new(match outcome {
+        match outcome {
             Ok((index, KvResult::Deleted { existed })) => pb::DeleteResponse {
                 header: self.ctx.header(index),
                 error: None,
@@ -194,14 +189,10 @@ impl Kv for KvService {
                 error,
                 existed: false,
             },
-        }))
+        }
     }
 
-    async fn compare_and_swap(
-        &self,
-        req: Request<pb::CompareAndSwapRequest>,
-    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
-        let r = req.into_inner();
+    async fn cas_op(&self, r: pb::CompareAndSwapRequest) -> pb::CompareAndSwapResponse {
         let outcome = async {
             self.check_key(&r.key, true)?;
             self.check_value(&r.new_value)?;
@@ -242,11 +233,10 @@ impl Kv for KvService {
             }
             Err(error) => resp.error = error,
         }
-        Ok(Response::new(resp))
+        resp
     }
 
-    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let r = req.into_inner();
+    async fn get_op(&self, r: pb::GetRequest) -> pb::GetResponse {
         let outcome = async {
             self.check_key(&r.key, false)?;
             self.read(r.header.as_ref(), r.consistency, ReadQuery::Get(r.key))
@@ -270,7 +260,77 @@ impl Kv for KvService {
             }
             Err(error) => resp.error = error,
         }
-        Ok(Response::new(resp))
+        resp
+    }
+
+    /// Runs every operation of a batch concurrently, each exactly as a single call
+    /// would; results come back in request order.
+    async fn batch_op(&self, r: pb::BatchRequest) -> pb::BatchResponse {
+        use pb::{batch_op::Op, batch_result::Result as R};
+        if r.ops.len() > MAX_BATCH_OPS {
+            return pb::BatchResponse {
+                error: self.ctx.error(
+                    pb::ErrorCode::TooLarge,
+                    format!("{} operations exceed {MAX_BATCH_OPS}", r.ops.len()),
+                ),
+                results: Vec::new(),
+            };
+        }
+        if let Some(i) = r.ops.iter().position(|o| o.op.is_none()) {
+            return pb::BatchResponse {
+                error: self.ctx.error(
+                    pb::ErrorCode::InvalidArgument,
+                    format!("operation {i} of the batch has no kind"),
+                ),
+                results: Vec::new(),
+            };
+        }
+        let ops = r.ops.into_iter().filter_map(|o| o.op).map(|op| async move {
+            pb::BatchResult {
+                result: Some(match op {
+                    Op::Put(r) => R::Put(self.put_op(r).await),
+                    Op::Get(r) => R::Get(self.get_op(r).await),
+                    Op::Delete(r) => R::Delete(self.delete_op(r).await),
+                    Op::CompareAndSwap(r) => R::CompareAndSwap(self.cas_op(r).await),
+                }),
+            }
+        });
+        pb::BatchResponse {
+            error: None,
+            results: futures_util::future::join_all(ops).await,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        Ok(Response::new(self.put_op(req.into_inner()).await))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        Ok(Response::new(self.get_op(req.into_inner()).await))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        Ok(Response::new(self.delete_op(req.into_inner()).await))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        req: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        Ok(Response::new(self.cas_op(req.into_inner()).await))
+    }
+
+    async fn batch(
+        &self,
+        req: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        Ok(Response::new(self.batch_op(req.into_inner()).await))
     }
 
     async fn scan(
