@@ -230,3 +230,112 @@ fn regression_shutdown_reports_writes_in_the_log_as_outcome_unknown() {
         "a write in the log must not be reported as not applied"
     );
 }
+
+/// The Batch RPC on a real cluster: each operation is answered on its own (a bad one
+/// fails alone, the others apply), results come in request order, and a batch refused
+/// as a whole changes nothing.
+#[test]
+fn batch_operations_are_answered_one_by_one_and_bad_batches_change_nothing() {
+    use d_engine::proto::limits::MAX_BATCH_OPS;
+    use d_engine::proto::v1::{
+        BatchOp, BatchRequest, CompareAndSwapRequest, ErrorCode, GetRequest, PutRequest,
+        batch_op::Op, batch_result::Result as R, compare_and_swap_request::Expected,
+        kv_client::KvClient,
+    };
+    let cluster = Cluster::start(3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(cluster.addrs.clone())).unwrap();
+        client.put("warm", "up").await.unwrap();
+        // Find the leader by asking each node for its status.
+        let mut leader = None;
+        for a in &cluster.addrs {
+            let s = client.admin().status_of(a).await.unwrap();
+            if s.role == d_engine::proto::v1::Role::Leader as i32 {
+                leader = Some(a.clone());
+            }
+        }
+        let mut kv = KvClient::connect(format!("http://{}", leader.unwrap()))
+            .await
+            .unwrap();
+        let put = |k: &str, v: &str| BatchOp {
+            op: Some(Op::Put(PutRequest {
+                header: None,
+                key: k.to_string().into(),
+                value: v.to_string().into(),
+            })),
+        };
+        let ops = vec![
+            put("b1", "one"),
+            put("", "empty key"),
+            put("b2", "two"),
+            BatchOp {
+                op: Some(Op::CompareAndSwap(CompareAndSwapRequest {
+                    header: None,
+                    key: "b1".into(),
+                    expected: Some(Expected::ExpectAbsent(true)),
+                    new_value: "never".into(),
+                })),
+            },
+            BatchOp {
+                op: Some(Op::Get(GetRequest {
+                    header: None,
+                    key: "warm".into(),
+                    consistency: 0,
+                })),
+            },
+        ];
+        let resp = kv
+            .batch(BatchRequest { ops })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(resp.error.is_none(), "{:?}", resp.error);
+        let r: Vec<R> = resp.results.into_iter().map(|r| r.result.unwrap()).collect();
+        assert_eq!(r.len(), 5);
+        assert!(matches!(&r[0], R::Put(p) if p.error.is_none()), "{:?}", r[0]);
+        assert!(
+            matches!(&r[1], R::Put(p) if p.error.as_ref().unwrap().code == ErrorCode::InvalidArgument as i32),
+            "{:?}",
+            r[1]
+        );
+        assert!(matches!(&r[2], R::Put(p) if p.error.is_none()), "{:?}", r[2]);
+        // The CAS ran independently of the put before it in the same batch: it either
+        // saw "b1" absent (and swapped) or present; either way it has its own result.
+        assert!(matches!(&r[3], R::CompareAndSwap(c) if c.error.is_none()), "{:?}", r[3]);
+        assert!(
+            matches!(&r[4], R::Get(g) if g.found && &g.value[..] == b"up"),
+            "{:?}",
+            r[4]
+        );
+        for (k, v) in [("b2", "two")] {
+            let got = client.get(k, ReadConsistency::Linearizable).await.unwrap();
+            assert_eq!(got.as_deref(), Some(v.as_bytes()));
+        }
+
+        // Refused whole: an operation without a kind, or too many operations.
+        let refused = [
+            vec![put("c1", "x"), BatchOp { op: None }],
+            (0..=MAX_BATCH_OPS).map(|i| put(&format!("c{i}"), "x")).collect(),
+        ];
+        for (ops, code) in refused
+            .into_iter()
+            .zip([ErrorCode::InvalidArgument, ErrorCode::TooLarge])
+        {
+            let resp = kv
+                .batch(BatchRequest { ops })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(resp.error.unwrap().code, code as i32);
+            assert!(resp.results.is_empty());
+        }
+        for k in ["c1", "c0", "c1024"] {
+            let got = client.get(k, ReadConsistency::Linearizable).await.unwrap();
+            assert_eq!(got, None, "{k} was written by a refused batch");
+        }
+    });
+}
