@@ -5,8 +5,14 @@
 //! A client is bound to one node's client endpoint. etcd forwards proposals
 //! to its leader itself; d-engine answers NOT_LEADER, which this client follows
 //! (at most twice per op) using the node-id → address map it was given.
+//!
+//! When membership changes during a run, the launcher's clients share a
+//! [`Directory`] instead: node id → channel, and which node holds each slot.
+//! A client bound to a slot follows the node that holds it now, and redirects
+//! reach nodes that joined after the client was made.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -118,6 +124,80 @@ pub struct DengineClient {
     home: Channel,
     /// node id → client channel, for NOT_LEADER redirects.
     peers: HashMap<u64, Channel>,
+    /// When set, `home` and `peers` come from the directory: (directory, slot).
+    dir: Option<(Arc<Directory>, usize)>,
+}
+
+/// Where the nodes of a d-engine cluster are, kept up to date by the launcher
+/// as nodes join and leave (see the module docs).
+#[derive(Debug, Default)]
+pub struct Directory {
+    inner: RwLock<DirInner>,
+}
+
+#[derive(Debug, Default)]
+struct DirInner {
+    /// slot → node id.
+    slots: Vec<u64>,
+    /// node id → client channel.
+    channels: HashMap<u64, Channel>,
+}
+
+impl Directory {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, DirInner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, DirInner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Node `id` serves clients at `endpoint`.
+    pub fn insert(&self, id: u64, endpoint: &str) -> anyhow::Result<()> {
+        let ch = channel(endpoint)?;
+        self.write().channels.insert(id, ch);
+        Ok(())
+    }
+
+    /// Node `id` left the cluster.
+    pub fn remove(&self, id: u64) {
+        self.write().channels.remove(&id);
+    }
+
+    /// Node `id` holds `slot` now.
+    pub fn set_slot(&self, slot: usize, id: u64) {
+        let mut inner = self.write();
+        if inner.slots.len() <= slot {
+            inner.slots.resize(slot + 1, 0);
+        }
+        inner.slots[slot] = id;
+    }
+
+    fn home(&self, slot: usize) -> Option<Channel> {
+        let inner = self.read();
+        inner.channels.get(inner.slots.get(slot)?).cloned()
+    }
+
+    fn node(&self, id: u64) -> Option<Channel> {
+        self.read().channels.get(&id).cloned()
+    }
+}
+
+/// A d-engine membership as a node reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipView {
+    pub voters: Vec<u64>,
+    pub voters_outgoing: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// A d-engine membership change.
+#[derive(Debug, Clone)]
+pub enum AdminOp {
+    /// (id, address every member dials).
+    AddLearner(u64, String),
+    Promote(u64),
+    Remove(u64),
 }
 
 /// What a node says about itself.
@@ -152,9 +232,52 @@ impl KvClient {
                 for (id, ep) in by_id {
                     peers.insert(*id, channel(ep)?);
                 }
-                KvClient::Dengine(DengineClient { home: ch, peers })
+                KvClient::Dengine(DengineClient {
+                    home: ch,
+                    peers,
+                    dir: None,
+                })
             }
         })
+    }
+
+    /// A d-engine client bound to whichever node holds `slot` in `dir`.
+    pub fn in_directory(dir: Arc<Directory>, slot: usize) -> KvClient {
+        let home = dir.home(slot).unwrap_or_else(|| {
+            // Never used: `home()` looks the slot up on every request.
+            Endpoint::from_static("http://127.0.0.1:1").connect_lazy()
+        });
+        KvClient::Dengine(DengineClient {
+            home,
+            peers: HashMap::new(),
+            dir: Some((dir, slot)),
+        })
+    }
+
+    /// A d-engine membership change, sent to the bound node and following
+    /// NOT_LEADER redirects. Ok: the change committed (its log index).
+    pub async fn admin(&self, op: &AdminOp, timeout: Duration) -> Result<u64, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(_) => Err(OpError::definite("etcd: no membership driver")),
+                KvClient::Dengine(c) => c.admin(op).await,
+            }
+        })
+        .await
+    }
+
+    /// The membership as this d-engine node sees it, with its role.
+    pub async fn membership(
+        &self,
+        timeout: Duration,
+    ) -> Result<(NodeStatus, MembershipView), OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(_) => Err(OpError::definite("etcd: no membership view")),
+                KvClient::Dengine(c) => c.membership().await,
+            }
+        })
+        .await
     }
 
     pub async fn get(
@@ -273,7 +396,7 @@ impl KvClient {
                         header: None,
                         target: target_id,
                     };
-                    let resp = de::cluster_admin_client::ClusterAdminClient::new(c.home.clone())
+                    let resp = de::cluster_admin_client::ClusterAdminClient::new(c.home()?)
                         .transfer_leader(req)
                         .await
                         .map_err(|s| classify(&s))?
@@ -339,16 +462,84 @@ fn reply_error(err: Option<de::ReplyError>) -> Result<Option<u64>, OpError> {
 }
 
 impl DengineClient {
+    fn home(&self) -> Result<Channel, OpError> {
+        match &self.dir {
+            None => Ok(self.home.clone()),
+            Some((dir, slot)) => dir
+                .home(*slot)
+                .ok_or_else(|| OpError::definite(format!("slot {slot} has no node"))),
+        }
+    }
+
     fn target(&self, leader: Option<u64>) -> Result<Channel, OpError> {
         match leader {
-            None => Ok(self.home.clone()),
+            None => self.home(),
             Some(0) => Err(OpError::definite("NOT_LEADER with no known leader")),
-            Some(id) => self
-                .peers
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| OpError::definite(format!("NOT_LEADER: unknown leader {id}"))),
+            Some(id) => match &self.dir {
+                None => self.peers.get(&id).cloned(),
+                Some((dir, _)) => dir.node(id),
+            }
+            .ok_or_else(|| OpError::definite(format!("NOT_LEADER: unknown leader {id}"))),
         }
+    }
+
+    async fn admin(&self, op: &AdminOp) -> Result<u64, OpError> {
+        let mut leader = None;
+        for _ in 0..=REDIRECTS_MAX {
+            let mut admin = de::cluster_admin_client::ClusterAdminClient::new(self.target(leader)?);
+            let resp = match op {
+                AdminOp::AddLearner(id, addr) => {
+                    let learners = vec![de::NodeAddress {
+                        id: *id,
+                        addr: addr.clone(),
+                    }];
+                    admin
+                        .add_learner(de::AddLearnerRequest {
+                            header: None,
+                            learners,
+                        })
+                        .await
+                }
+                AdminOp::Promote(id) => {
+                    admin
+                        .promote(de::PromoteRequest {
+                            header: None,
+                            node_ids: vec![*id],
+                        })
+                        .await
+                }
+                AdminOp::Remove(id) => {
+                    admin
+                        .remove_node(de::RemoveNodeRequest {
+                            header: None,
+                            node_ids: vec![*id],
+                        })
+                        .await
+                }
+            }
+            .map_err(|s| classify(&s))?
+            .into_inner();
+            match reply_error(resp.error)? {
+                None => return Ok(resp.index),
+                Some(l) => leader = Some(l),
+            }
+        }
+        Err(OpError::definite("NOT_LEADER: too many redirects"))
+    }
+
+    async fn membership(&self) -> Result<(NodeStatus, MembershipView), OpError> {
+        let resp = de::cluster_admin_client::ClusterAdminClient::new(self.home()?)
+            .status(de::StatusRequest { header: None })
+            .await
+            .map_err(|s| classify(&s))?
+            .into_inner();
+        let m = resp.membership.clone().unwrap_or_default();
+        let view = MembershipView {
+            voters: m.voters,
+            voters_outgoing: m.voters_outgoing,
+            learners: m.learners,
+        };
+        Ok((status_of(&resp), view))
     }
 
     async fn get(&self, key: &[u8], consistency: Consistency) -> Result<Option<Vec<u8>>, OpError> {
@@ -424,21 +615,25 @@ impl DengineClient {
     }
 
     async fn status(&self) -> Result<NodeStatus, OpError> {
-        let resp = de::cluster_admin_client::ClusterAdminClient::new(self.home.clone())
+        let resp = de::cluster_admin_client::ClusterAdminClient::new(self.home()?)
             .status(de::StatusRequest { header: None })
             .await
             .map_err(|s| classify(&s))?
             .into_inner();
-        let header = resp.header.unwrap_or_default();
-        let leader = if resp.role == de::Role::Leader as i32 {
-            header.node_id
-        } else {
-            header.leader_id
-        };
-        Ok(NodeStatus {
-            id: header.node_id,
-            leader,
-            term: header.term,
-        })
+        Ok(status_of(&resp))
+    }
+}
+
+fn status_of(resp: &de::StatusResponse) -> NodeStatus {
+    let header = resp.header.unwrap_or_default();
+    let leader = if resp.role == de::Role::Leader as i32 {
+        header.node_id
+    } else {
+        header.leader_id
+    };
+    NodeStatus {
+        id: header.node_id,
+        leader,
+        term: header.term,
     }
 }

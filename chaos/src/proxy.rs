@@ -16,6 +16,16 @@
 //! ([`Source::EtcdHeader`]); the launcher maps member ids to node indices once
 //! the cluster is up. A connection whose source is unknown is never faulted.
 //!
+//! **Nodes that join later.** A d-engine node added as a learner registers one
+//! address that every member dials, so its inbound proxy cannot be per link:
+//! it finds the dialer by the connecting socket ([`Source::Dialer`]): the
+//! socket's inode from `/proc/net/tcp`, then the node process holding it
+//! (pids from [`NetControl::set_pid`]). Proxies name nodes by their launch
+//! index (never reused); the fault table is indexed by *slot* (the node
+//! indices of the schedule), and [`NetControl::set_slot`] says which launched
+//! node holds which slot, so a node that replaced another inherits its slot's
+//! faults. A node in no slot (a learner being added) is never faulted.
+//!
 //! **Fault model.** TCP cannot lose bytes silently, so:
 //! - *blocked* (partition, one way or both): bytes read in a blocked direction
 //!   are discarded (a blackhole: the sender sees no error, the receiver no
@@ -110,6 +120,10 @@ struct Inner {
     style: PartitionStyle,
     /// etcd member id (as in `X-Server-From`, lowercase hex) → node index.
     members: HashMap<String, usize>,
+    /// Launched node → the slot it holds (identity until a node is replaced).
+    slot_of: Vec<Option<usize>>,
+    /// Launched node → the pid of its running process, for [`Source::Dialer`].
+    pids: Vec<Option<u32>>,
 }
 
 impl NetControl {
@@ -120,6 +134,8 @@ impl NetControl {
                 links: vec![LinkFault::default(); n * n],
                 style: PartitionStyle::default(),
                 members: HashMap::new(),
+                slot_of: (0..n).map(Some).collect(),
+                pids: vec![None; n],
             }),
             generation: watch::channel(0).0,
             stats: ProxyStats::default(),
@@ -200,12 +216,44 @@ impl NetControl {
         self.bump();
     }
 
-    fn resolve(&self, src: &Source) -> Option<usize> {
-        match src {
-            Source::Fixed(i) => Some(*i),
-            Source::EtcdHeader => None,
-            Source::Member(id) => self.lock().members.get(id).copied(),
+    /// Says which slot launched node `node` holds (`None`: none, never faulted).
+    pub fn set_slot(&self, node: usize, slot: Option<usize>) {
+        {
+            let mut inner = self.lock();
+            if inner.slot_of.len() <= node {
+                inner.slot_of.resize(node + 1, None);
+            }
+            inner.slot_of[node] = slot;
         }
+        self.bump();
+    }
+
+    /// Records the pid of launched node `node` (`None` when it is down).
+    pub fn set_pid(&self, node: usize, pid: Option<u32>) {
+        let mut inner = self.lock();
+        if inner.pids.len() <= node {
+            inner.pids.resize(node + 1, None);
+        }
+        inner.pids[node] = pid;
+    }
+
+    fn slot(inner: &Inner, node: usize) -> Option<usize> {
+        inner.slot_of.get(node).copied().flatten()
+    }
+
+    /// The slots of a connection's two ends, if both hold one.
+    fn resolve(&self, src: &Source, dst: usize) -> Option<(usize, usize)> {
+        let inner = self.lock();
+        let s = match src {
+            Source::Fixed(i) => *i,
+            Source::EtcdHeader | Source::Dialer => return None,
+            Source::Member(id) => *inner.members.get(id)?,
+        };
+        Some((Self::slot(&inner, s)?, Self::slot(&inner, dst)?))
+    }
+
+    fn pids(&self) -> Vec<Option<u32>> {
+        self.lock().pids.clone()
     }
 
     /// True when no link has any fault.
@@ -223,6 +271,8 @@ pub enum Source {
     EtcdHeader,
     /// Resolved from a header: an etcd member id in lowercase hex.
     Member(String),
+    /// Whichever node process holds the connecting socket (see the module docs).
+    Dialer,
 }
 
 /// One listening proxy. Dropping it stops accepting and cuts its connections.
@@ -313,8 +363,39 @@ async fn sniff_etcd_source(client: &mut TcpStream) -> io::Result<(Source, Vec<u8
 /// The faults that apply to one connection right now: (dialer → target,
 /// target → dialer), or `None` when the source is unknown.
 fn conn_faults(ctl: &NetControl, src: &Source, dst: usize) -> Option<(LinkFault, LinkFault)> {
-    let s = ctl.resolve(src)?;
-    (s != dst).then(|| (ctl.link(s, dst), ctl.link(dst, s)))
+    let (s, d) = ctl.resolve(src, dst)?;
+    (s != d).then(|| (ctl.link(s, d), ctl.link(d, s)))
+}
+
+/// The inode of the IPv4 TCP socket whose local end is `local` and remote end
+/// `remote`, from `/proc/net/tcp` (addresses there are in host byte order).
+fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let parse = |field: &str| -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip.to_ne_bytes(), port)))
+    };
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && parse(f[1])? == local && parse(f[2])? == remote)
+            .then(|| f[9].parse().ok())
+            .flatten()
+    })
+}
+
+/// The launched node whose process holds the socket that dialed `proxy` from
+/// `peer` (see [`Source::Dialer`]).
+fn dialer_of(ctl: &NetControl, peer: SocketAddr, proxy: SocketAddr) -> Option<usize> {
+    let inode = socket_inode(peer, proxy)?;
+    let wanted = format!("socket:[{inode}]");
+    ctl.pids().iter().enumerate().find_map(|(node, pid)| {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", (*pid)?)).ok()?;
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == &*wanted))
+            .then_some(node)
+    })
 }
 
 async fn serve_conn(
@@ -331,6 +412,13 @@ async fn serve_conn(
             Ok(found) => found,
             Err(_) => return,
         },
+        Source::Dialer => {
+            let found = match (client.peer_addr(), client.local_addr()) {
+                (Ok(peer), Ok(local)) => dialer_of(&ctl, peer, local),
+                _ => None,
+            };
+            (found.map_or(Source::Dialer, Source::Fixed), Vec::new())
+        }
         other => (other, Vec::new()),
     };
     let refused = |ctl: &NetControl| {

@@ -28,6 +28,27 @@ use crate::cluster::{ClusterSpec, LocalCluster, TargetKind};
 use crate::nemesis::{Executor, Family, MembershipDriver, Schedule, Timing, membership};
 use crate::workload::{self, Recorder, WorkloadConfig};
 
+/// How network faults are injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetBackend {
+    /// A fault-injecting TCP proxy on every peer link (no root needed).
+    Proxy,
+    /// Root only, d-engine: a network namespace per node, nftables rules
+    /// ([`crate::cluster::netns`]); no added delay.
+    Netns,
+}
+
+impl NetBackend {
+    pub fn parse(s: &str) -> Option<NetBackend> {
+        match s {
+            "proxy" => Some(NetBackend::Proxy),
+            "netns" => Some(NetBackend::Netns),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -52,6 +73,7 @@ pub struct RunConfig {
     pub check_timeout: Duration,
     /// Keep the nodes' data dirs (they are deleted by default; logs stay).
     pub keep_data: bool,
+    pub net: NetBackend,
 }
 
 impl RunConfig {
@@ -81,6 +103,7 @@ impl RunConfig {
             recovery_timeout: Duration::from_secs(30),
             check_timeout: Duration::from_secs(60),
             keep_data: false,
+            net: NetBackend::Proxy,
         }
     }
 }
@@ -92,7 +115,11 @@ pub struct Summary {
     pub nodes: usize,
     pub seed: u64,
     pub duration_s: f64,
+    pub net: NetBackend,
+    /// Families the run actually used (a backend may leave one out; see `notes`).
     pub nemesis: Vec<Family>,
+    /// What the run left out or changed, and why.
+    pub notes: Vec<String>,
     pub consistency: Consistency,
     pub keys: usize,
     pub clients: usize,
@@ -124,6 +151,9 @@ pub struct Summary {
     pub ops_checked: usize,
     pub check_ms: f64,
     pub peak_rss_kib: Vec<u64>,
+    /// Ids of the nodes in the cluster at the end, by slot (membership churn
+    /// replaces nodes with new ids).
+    pub final_node_ids: Vec<u64>,
     pub exit_code: u8,
 }
 
@@ -136,6 +166,22 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
             cfg.target.name()
         );
     }
+    let mut notes = Vec::new();
+    let mut families = cfg.families.clone();
+    if cfg.net == NetBackend::Netns {
+        if let Some(why) = crate::cluster::netns::unavailable() {
+            bail!(why);
+        }
+        if cfg.target != TargetKind::Dengine {
+            bail!("--net netns is not supported for {} yet", cfg.target.name());
+        }
+        if families.contains(&Family::Delay) {
+            families.retain(|f| *f != Family::Delay);
+            let note = format!("delay family left out: {}", crate::nemesis::NO_DELAY);
+            eprintln!("chaos: {note}");
+            notes.push(note);
+        }
+    }
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let timing = cfg
@@ -144,7 +190,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
         .unwrap_or_else(|| Timing::for_duration(cfg.duration));
     let schedule = match &cfg.schedule {
         Some(s) => s.clone(),
-        None => Schedule::generate(cfg.seed, cfg.nodes, &cfg.families, cfg.duration, &timing),
+        None => Schedule::generate(cfg.seed, cfg.nodes, &families, cfg.duration, &timing),
     };
     std::fs::write(
         cfg.out.join("schedule.json"),
@@ -160,22 +206,30 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
     );
 
     let mut spec = ClusterSpec::new(cfg.target, cfg.nodes, cfg.out.join("nodes"));
-    spec.proxied = true;
+    spec.proxied = cfg.net == NetBackend::Proxy;
+    spec.netns = cfg.net == NetBackend::Netns;
     spec.binary = cfg.binary.clone();
     spec.extra = cfg.extra.clone();
     let mut cluster = LocalCluster::start(spec).await?;
     let result = drive(cfg, schedule, membership, &mut cluster).await;
+    let result = result.map(|mut s| {
+        s.nemesis = families;
+        s.notes = notes;
+        s
+    });
     let rss: Vec<u64> = (0..cluster.len())
         .map(|i| cluster.peak_rss_kib(i))
         .collect();
+    let final_ids: Vec<u64> = (0..cluster.len()).map(|i| cluster.node_id(i)).collect();
     cluster.stop().await;
     if !cfg.keep_data {
-        for i in 1..=cfg.nodes {
-            let _ = std::fs::remove_dir_all(cfg.out.join(format!("nodes/node{i}/data")));
+        for dir in cluster.node_dirs() {
+            let _ = std::fs::remove_dir_all(dir.join("data"));
         }
     }
     let mut summary = result?;
     summary.peak_rss_kib = rss;
+    summary.final_node_ids = final_ids;
     std::fs::write(
         cfg.out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
@@ -274,7 +328,9 @@ async fn drive(
         nodes: cfg.nodes,
         seed: cfg.seed,
         duration_s: cfg.duration.as_secs_f64(),
+        net: cfg.net,
         nemesis: cfg.families.clone(),
+        notes: Vec::new(),
         consistency: cfg.workload.consistency,
         keys: cfg.workload.keys,
         clients: cfg.workload.keys * cfg.workload.clients_per_key,
@@ -294,6 +350,7 @@ async fn drive(
         ops_checked: result.ops_checked,
         check_ms,
         peak_rss_kib: Vec::new(),
+        final_node_ids: Vec::new(),
         exit_code,
     };
     eprintln!(

@@ -73,6 +73,73 @@ async fn dengine_with_linearizable_reads_under_all_nemeses_and_leader_transfers_
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `--nemesis membership`: nodes are really added (fresh ids), promoted and
+/// removed under load, and the history stays linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dengine_membership_churn_replaces_nodes_and_stays_linearizable() {
+    use d_engine_chaos::nemesis::MembershipOp;
+    let Some(bin) = binary() else { return };
+    let out = out_dir("membership");
+    let families = Family::parse_list("membership").unwrap();
+    let duration = Duration::from_secs(16);
+    let timing = Timing::for_duration(duration);
+    let replaces = |s: &Schedule| {
+        s.steps
+            .iter()
+            .filter(|st| matches!(st.fault, Fault::Membership(MembershipOp::Replace { .. })))
+            .count()
+    };
+    // The first seed with two replacements and a transfer.
+    let seed = (0..1000)
+        .find(|&seed| {
+            let s = Schedule::generate(seed, 3, &families, duration, &timing);
+            replaces(&s) >= 2 && s.steps.len() > replaces(&s)
+        })
+        .expect("a seed with two replacements");
+    let planned = Schedule::generate(seed, 3, &families, duration, &timing);
+    let mut cfg = RunConfig::new(TargetKind::Dengine, 3, duration, seed, out.clone());
+    cfg.binary = Some(bin);
+    cfg.families = families;
+    cfg.workload.keys = 3;
+    let summary = run(&cfg).await.expect("run completes");
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+
+    // The same seed planned the same schedule.
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("schedule.json")).unwrap()).unwrap();
+    assert_eq!(written, serde_json::to_value(&planned).unwrap());
+
+    let log = std::fs::read_to_string(out.join("nemesis.jsonl")).unwrap();
+    let details: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|e| e["detail"].as_str().map(str::to_owned))
+        .collect();
+    let count = |word: &str| details.iter().filter(|d| d.starts_with(word)).count();
+    assert!(
+        !details.iter().any(|d| d.starts_with("error")),
+        "every change went through: {details:#?}"
+    );
+    assert_eq!(count("add-learner"), replaces(&planned), "{details:#?}");
+    assert_eq!(count("promote"), replaces(&planned));
+    assert_eq!(count("remove"), replaces(&planned));
+    let new_ids = summary.final_node_ids.iter().filter(|&&id| id > 3).count();
+    assert!(
+        new_ids >= 1,
+        "new nodes hold slots: {:?}",
+        summary.final_node_ids
+    );
+    let mut ids = summary.final_node_ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three distinct members");
+    assert!(summary.ops_total > 200, "the workload ran");
+    assert_eq!(summary.verdict, "linearizable");
+    assert!(summary.recovered);
+    assert_eq!(summary.exit_code, 0);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Serializable reads are served by any node from its own state, so a node
 /// cut off from the majority answers stale values: the checker must say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,3 +43,29 @@ fn windows_are_sequential_inside_the_run_and_use_only_enabled_families() {
     let none = Schedule::generate(1, 3, &[], total, &Timing::for_duration(total));
     assert!(none.steps.is_empty());
 }
+
+/// Membership steps are part of the seeded schedule: the same seed gives the
+/// same replacements (same slots) and transfers; both kinds occur.
+#[test]
+fn membership_churn_is_seeded_and_has_replacements_and_transfers() {
+    use d_engine_chaos::nemesis::{Fault, MembershipOp};
+    let families = Family::parse_list("membership").unwrap();
+    let total = Duration::from_secs(60);
+    let timing = Timing::for_duration(total);
+    let (mut replaces, mut transfers) = (0, 0);
+    for seed in 0..20 {
+        let a = Schedule::generate(seed, 3, &families, total, &timing);
+        assert_eq!(a, Schedule::generate(seed, 3, &families, total, &timing));
+        for step in &a.steps {
+            match &step.fault {
+                Fault::Membership(MembershipOp::Replace { slot }) => {
+                    assert!(*slot < 3);
+                    replaces += 1;
+                }
+                Fault::Membership(MembershipOp::TransferLeader(_)) => transfers += 1,
+                other => panic!("not a membership step: {other:?}"),
+            }
+        }
+    }
+    assert!(replaces > 0 && transfers > 0, "{replaces} {transfers}");
+}

@@ -16,7 +16,7 @@ use d_engine_chaos::client::Consistency;
 use d_engine_chaos::cluster::TargetKind;
 use d_engine_chaos::nemesis::{Family, membership};
 use d_engine_chaos::prng::Rng;
-use d_engine_chaos::run::{RunConfig, parse_duration, run_interruptible};
+use d_engine_chaos::run::{NetBackend, RunConfig, parse_duration, run_interruptible};
 
 /// Inject faults into a local cluster under load and check the history for linearizability.
 #[derive(Args, Debug)]
@@ -31,8 +31,8 @@ pub struct ChaosArgs {
     #[arg(long, default_value = "60s")]
     pub duration: String,
     /// Fault families, comma-separated: kill, restart, pause, partition, delay, loss,
-    /// membership (d-engine: leadership transfer), or all (every family the target
-    /// supports), or none.
+    /// membership (d-engine: add a learner with a fresh id, promote it, remove another
+    /// node; and leadership transfer), or all (every family the target supports), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Seed of the fault schedule and the workload (random if absent; printed).
@@ -70,6 +70,11 @@ pub struct ChaosArgs {
     /// Keep the nodes' data directories (deleted by default; logs are kept).
     #[arg(long)]
     pub keep_data: bool,
+    /// How network faults are injected: proxy (a TCP proxy on every peer link, no root)
+    /// or netns (root, d-engine only: a network namespace per node, partitions and loss
+    /// by nftables; no delay, as this kernel has no netem).
+    #[arg(long, default_value = "proxy", value_parser = ["proxy", "netns"])]
+    pub net: String,
 }
 
 fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
@@ -110,6 +115,7 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
     cfg.recovery_timeout = parse_duration(&args.recovery_timeout)?;
     cfg.check_timeout = parse_duration(&args.check_timeout)?;
     cfg.keep_data = args.keep_data;
+    cfg.net = NetBackend::parse(&args.net).context("unknown --net")?;
     anyhow::ensure!(cfg.nodes >= 1, "--nodes must be at least 1");
     Ok(cfg)
 }
@@ -117,8 +123,15 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
 pub fn run(args: ChaosArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     println!(
-        "chaos: seed {} (replay: dengine chaos --target {} --nodes {} --duration {} --nemesis {} --seed {} --consistency {})",
-        cfg.seed, args.target, cfg.nodes, args.duration, args.nemesis, cfg.seed, args.consistency
+        "chaos: seed {} (replay: dengine chaos --target {} --nodes {} --duration {} --nemesis {} --seed {} --consistency {} --net {})",
+        cfg.seed,
+        args.target,
+        cfg.nodes,
+        args.duration,
+        args.nemesis,
+        cfg.seed,
+        args.consistency,
+        args.net
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::netns::Netns;
 use super::process::NodeCommand;
 
 /// The `dengine` binary: `explicit`, else `$DENGINE_BIN`, else `dengine` next
@@ -58,6 +59,19 @@ pub fn config_toml(
     members: &[(u64, String)],
     extra: &[(String, String)],
 ) -> anyhow::Result<String> {
+    config_toml_with_learners(id, listen_addr, data_dir, members, &[], extra)
+}
+
+/// [`config_toml`], where the members in `learners` are marked `learner = true`
+/// (a node that joins a running cluster lists itself so).
+pub fn config_toml_with_learners(
+    id: u64,
+    listen_addr: &str,
+    data_dir: &Path,
+    members: &[(u64, String)],
+    learners: &[u64],
+    extra: &[(String, String)],
+) -> anyhow::Result<String> {
     let mut root = toml::Table::new();
     let mut node = toml::Table::new();
     node.insert("id".into(), toml::Value::Integer(id as i64));
@@ -77,6 +91,9 @@ pub fn config_toml(
             let mut m = toml::Table::new();
             m.insert("id".into(), toml::Value::Integer(*mid as i64));
             m.insert("addr".into(), toml::Value::String(addr.clone()));
+            if learners.contains(mid) {
+                m.insert("learner".into(), toml::Value::Boolean(true));
+            }
             toml::Value::Table(m)
         })
         .collect();
@@ -156,6 +173,131 @@ pub(super) async fn layout(
         });
     }
     Ok((nodes, proxies))
+}
+
+/// A node that joins a running cluster: launch index `p`, id `id`, the
+/// current `members` as (launch index, id, direct address). Its config lists
+/// the members as voters (behind a proxy per link from it, when proxied) and
+/// itself as a learner. Returns the node, its proxies and the address the
+/// members are to dial (one inbound proxy that tells dialers apart by their
+/// socket, see [`Source::Dialer`]; the direct address when not proxied).
+pub(super) async fn joining(
+    spec: &ClusterSpec,
+    p: usize,
+    id: u64,
+    members: &[(usize, u64, String)],
+    net: Option<&Arc<NetControl>>,
+    netns: Option<&mut Netns>,
+) -> anyhow::Result<(Node, Vec<Proxy>, String)> {
+    let program = binary(spec.binary.as_deref())?;
+    if let Some(ns) = netns {
+        // Its own namespace; everyone dials everyone's own address.
+        let direct = format!("{}:{}", ns.add_node(id)?, super::netns::PORT);
+        let mut listed: Vec<(u64, String)> = members
+            .iter()
+            .map(|(_, mid, a)| (*mid, a.clone()))
+            .collect();
+        listed.push((id, direct.clone()));
+        let node = netns_node(spec, ns, &program, id, &direct, &listed, &[id])?;
+        return Ok((node, Vec::new(), direct));
+    }
+    let port = free_port()?;
+    let direct = format!("127.0.0.1:{port}");
+    let mut proxies = Vec::new();
+    let mut listed = Vec::new();
+    for (q, mid, member_addr) in members {
+        let seen_at = match net {
+            Some(net) => {
+                let target: std::net::SocketAddr = member_addr
+                    .parse()
+                    .with_context(|| format!("bad member address {member_addr}"))?;
+                let proxy = Proxy::start(None, target, *q, Source::Fixed(p), net.clone()).await?;
+                let a = proxy.addr().to_string();
+                proxies.push(proxy);
+                a
+            }
+            None => member_addr.clone(),
+        };
+        listed.push((*mid, seen_at));
+    }
+    listed.push((id, direct.clone()));
+    let registered = match net {
+        Some(net) => {
+            let proxy = Proxy::start(None, addr(port), p, Source::Dialer, net.clone()).await?;
+            let a = proxy.addr().to_string();
+            proxies.push(proxy);
+            a
+        }
+        None => direct.clone(),
+    };
+    let dir = node_dir(spec, id);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("config.toml");
+    let text =
+        config_toml_with_learners(id, &direct, &dir.join("data"), &listed, &[id], &spec.extra)?;
+    std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
+    let node = Node {
+        id,
+        client_addr: direct,
+        log: dir.join("node.log"),
+        dir,
+        command: command(&program, &config),
+        child: None,
+        paused: false,
+    };
+    Ok((node, proxies, registered))
+}
+
+/// Node `id` inside its namespace: config and the `ip netns exec` command.
+fn netns_node(
+    spec: &ClusterSpec,
+    ns: &Netns,
+    program: &Path,
+    id: u64,
+    listen: &str,
+    members: &[(u64, String)],
+    learners: &[u64],
+) -> anyhow::Result<Node> {
+    let dir = node_dir(spec, id);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("config.toml");
+    let text = config_toml_with_learners(
+        id,
+        listen,
+        &dir.join("data"),
+        members,
+        learners,
+        &spec.extra,
+    )?;
+    std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
+    let serve = command(program, &config);
+    Ok(Node {
+        id,
+        client_addr: listen.to_owned(),
+        log: dir.join("node.log"),
+        dir,
+        command: NodeCommand {
+            program: "ip".into(),
+            args: ns.wrap(id, &serve.program, &serve.args),
+        },
+        child: None,
+        paused: false,
+    })
+}
+
+/// `--net netns`: every node in its own namespace (created here), listening
+/// on its own address; no proxies.
+pub(super) fn layout_netns(spec: &ClusterSpec, ns: &mut Netns) -> anyhow::Result<Vec<Node>> {
+    let program = binary(spec.binary.as_deref())?;
+    let ids: Vec<u64> = (1..=spec.nodes as u64).collect();
+    let mut members = Vec::new();
+    for &id in &ids {
+        members.push((id, format!("{}:{}", ns.add_node(id)?, super::netns::PORT)));
+    }
+    members
+        .iter()
+        .map(|(id, listen)| netns_node(spec, ns, &program, *id, listen, &members, &[]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@
 //! ```
 //!
 //! - Nodes are indexed `0..n`; their ids are `1..=n` ([`LocalCluster::endpoint_by_id`]).
+//!   An index is a *slot*: d-engine membership churn ([`LocalCluster::start_joining`],
+//!   [`LocalCluster::assign_slot`], [`LocalCluster::retire`]) can put a node
+//!   with a fresh id (never a reused one) and a fresh data dir in a slot, and
+//!   every per-index call then acts on that node. d-engine clients from
+//!   [`LocalCluster::client`] follow their slot's node and learn joined nodes.
 //! - `dir/nodeI/` (I = id) holds the node's data dir (`data/`), its log
 //!   (`node.log`, appended across restarts) and for d-engine `config.toml`.
 //! - Client endpoints are always direct. With `proxied`, every peer link goes
@@ -31,6 +36,7 @@
 mod dengine;
 pub use dengine::binary as dengine_binary;
 mod etcd;
+pub mod netns;
 pub mod process;
 
 use std::net::{SocketAddr, TcpListener};
@@ -41,7 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::Child;
 
-use crate::client::{Consistency, KvClient};
+use crate::client::{Consistency, Directory, KvClient};
 use crate::proxy::{NetControl, Proxy};
 use process::NodeCommand;
 
@@ -79,6 +85,9 @@ pub struct ClusterSpec {
     pub dir: PathBuf,
     /// Route every peer link through a fault-injecting proxy.
     pub proxied: bool,
+    /// d-engine, as root: every node in its own network namespace, faults by
+    /// nftables ([`netns`]); overrides `proxied`.
+    pub netns: bool,
     /// The node binary (d-engine: see `dengine::binary` for the fallbacks;
     /// etcd: `$ETCD_BIN`, else `etcd` on the PATH).
     pub binary: Option<PathBuf>,
@@ -95,6 +104,7 @@ impl ClusterSpec {
             nodes,
             dir,
             proxied: false,
+            netns: false,
             binary: None,
             extra: Vec::new(),
             ready_timeout: READY_TIMEOUT,
@@ -134,17 +144,37 @@ pub(super) struct Node {
     pub(super) paused: bool,
 }
 
-/// Shared with the RSS sampler task: (pid if running, peak KiB) per node.
+/// Shared with the RSS sampler task: (pid if running, peak KiB) per launched node.
 type RssTable = Arc<Mutex<Vec<(Option<u32>, u64)>>>;
+
+/// A node started by [`LocalCluster::start_joining`], not in a slot yet.
+#[derive(Debug, Clone)]
+pub struct Joining {
+    /// Its launch index (for [`LocalCluster::assign_slot`] and [`LocalCluster::retire`]).
+    pub node: usize,
+    pub id: u64,
+    /// The address every member dials (to register with AddLearner).
+    pub addr: String,
+}
 
 /// A running local cluster. See the module docs.
 pub struct LocalCluster {
     spec: ClusterSpec,
+    /// Every node ever launched, by launch index; `slots` says which count.
     nodes: Vec<Node>,
+    /// slot → launch index.
+    slots: Vec<usize>,
+    /// Launched nodes that are members but hold no slot (a learner being
+    /// added, or a node whose replacement could not finish).
+    extras: Vec<usize>,
     net: Option<Arc<NetControl>>,
-    _proxies: Vec<Proxy>,
+    proxies: Vec<Proxy>,
     rss: RssTable,
     sampler: tokio::task::JoinHandle<()>,
+    /// d-engine: where the nodes are, shared with every client.
+    directory: Option<Arc<Directory>>,
+    /// `--net netns`: dropped after the nodes are killed (see `Drop`).
+    netns: Option<netns::Netns>,
 }
 
 /// First port of the kernel's ephemeral range (outgoing connections take
@@ -216,33 +246,63 @@ impl LocalCluster {
 
     async fn start_once(spec: ClusterSpec) -> Result<LocalCluster, StartError> {
         let n = spec.nodes;
-        let net = spec.proxied.then(|| NetControl::new(n));
+        // With netns the table only records the faults; nftables enforces them.
+        let net = (spec.proxied || spec.netns).then(|| NetControl::new(n));
+        let mut ns = None;
         let (nodes, proxies) = match spec.kind {
+            TargetKind::Etcd if spec.netns => {
+                return Err(anyhow::anyhow!("--net netns is not supported for etcd yet").into());
+            }
             TargetKind::Etcd => etcd::layout(&spec, net.as_ref()).await?,
+            TargetKind::Dengine if spec.netns => {
+                let mut created = netns::Netns::create()?;
+                let nodes = dengine::layout_netns(&spec, &mut created)?;
+                ns = Some(created);
+                (nodes, Vec::new())
+            }
             TargetKind::Dengine => dengine::layout(&spec, net.as_ref()).await?,
+        };
+        let directory = match spec.kind {
+            TargetKind::Dengine => {
+                let dir = Arc::new(Directory::default());
+                for (slot, node) in nodes.iter().enumerate() {
+                    dir.insert(node.id, &node.client_addr)?;
+                    dir.set_slot(slot, node.id);
+                }
+                Some(dir)
+            }
+            TargetKind::Etcd => None,
         };
         let rss: RssTable = Arc::new(Mutex::new(vec![(None, 0); n]));
         let sampler = tokio::spawn(sample_rss(rss.clone()));
         let mut cluster = LocalCluster {
             spec,
             nodes,
+            slots: (0..n).collect(),
+            extras: Vec::new(),
             net,
-            _proxies: proxies,
+            proxies,
             rss,
             sampler,
+            directory,
+            netns: ns,
         };
         for i in 0..n {
-            cluster.spawn(i)?;
+            cluster.spawn_node(i)?;
         }
         cluster.wait_ready().await?;
         Ok(cluster)
     }
 
-    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        let node = &mut self.nodes[i];
+    /// Starts launched node `p` (its process is not running).
+    fn spawn_node(&mut self, p: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[p];
         std::fs::create_dir_all(&node.dir)?;
         let child = process::spawn_guarded(&node.command, &node.log)?;
-        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = child.id();
+        self.rss.lock().unwrap_or_else(|e| e.into_inner())[p].0 = child.id();
+        if let Some(net) = &self.net {
+            net.set_pid(p, child.id());
+        }
         node.child = Some(child);
         node.paused = false;
         Ok(())
@@ -311,38 +371,59 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// A client bound to node `i`.
+    /// A client bound to slot `i` (d-engine: to whichever node holds it).
     pub fn client(&self, i: usize) -> anyhow::Result<KvClient> {
-        KvClient::connect(
-            self.spec.kind,
-            &self.nodes[i].client_addr,
-            &self.endpoint_by_id(),
-        )
+        match &self.directory {
+            Some(dir) => Ok(KvClient::in_directory(dir.clone(), i)),
+            None => KvClient::connect(
+                self.spec.kind,
+                &self.nodes[self.slots[i]].client_addr,
+                &self.endpoint_by_id(),
+            ),
+        }
     }
 
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
 
+    /// The number of slots (the cluster size the schedule knows).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.slots.is_empty()
     }
 
-    /// Client endpoints (`127.0.0.1:port`, never proxied), by node index.
-    pub fn client_endpoints(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.client_addr.clone()).collect()
+    /// The id of the node in slot `i`.
+    pub fn node_id(&self, i: usize) -> u64 {
+        self.nodes[self.slots[i]].id
     }
 
-    /// (node id, direct client endpoint): what d-engine clients need to follow
-    /// NOT_LEADER redirects without going through the proxies.
-    pub fn endpoint_by_id(&self) -> Vec<(u64, String)> {
-        self.nodes
+    /// Launch indices of the current members: every slot, then the extras.
+    fn members(&self) -> Vec<usize> {
+        self.slots
             .iter()
-            .map(|n| (n.id, n.client_addr.clone()))
+            .chain(self.extras.iter())
+            .copied()
+            .collect()
+    }
+
+    /// Client endpoints (`127.0.0.1:port`, never proxied), by slot.
+    pub fn client_endpoints(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|&p| self.nodes[p].client_addr.clone())
+            .collect()
+    }
+
+    /// (node id, direct client endpoint) of every member: what d-engine
+    /// clients need to follow NOT_LEADER redirects without the proxies.
+    pub fn endpoint_by_id(&self) -> Vec<(u64, String)> {
+        self.members()
+            .into_iter()
+            .map(|p| (self.nodes[p].id, self.nodes[p].client_addr.clone()))
             .collect()
     }
 
@@ -351,13 +432,60 @@ impl LocalCluster {
         self.net.as_ref()
     }
 
-    /// Node `i`'s log file.
+    /// Edits the link fault table (indexed by slot) and puts it in force:
+    /// the proxies obey at once. Fails when the cluster has no network control.
+    pub fn update_links(
+        &mut self,
+        f: impl FnMut(usize, usize, &mut crate::proxy::LinkFault),
+    ) -> anyhow::Result<()> {
+        let net = self
+            .net
+            .as_ref()
+            .context("network faults need a proxied cluster")?;
+        net.update_all(f);
+        self.sync_netns()
+    }
+
+    /// `--net netns`: rewrites the nftables rules of every slot's node from
+    /// the fault table (a node in no slot gets none and is never a target).
+    fn sync_netns(&mut self) -> anyhow::Result<()> {
+        let (Some(ns), Some(net)) = (self.netns.as_mut(), self.net.as_ref()) else {
+            return Ok(());
+        };
+        for (a, &pa) in self.slots.iter().enumerate() {
+            let peers: Vec<(u64, crate::proxy::LinkFault)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|&(b, _)| b != a)
+                .map(|(b, &pb)| (self.nodes[pb].id, net.link(a, b)))
+                .collect();
+            ns.apply(self.nodes[pa].id, &peers)?;
+        }
+        Ok(())
+    }
+
+    /// Whether added delay (and jitter) can be injected: not with netns.
+    pub fn supports_delay(&self) -> bool {
+        self.net.is_some() && self.netns.is_none()
+    }
+
+    /// The network namespaces, with `--net netns`.
+    pub fn netns(&self) -> Option<&netns::Netns> {
+        self.netns.as_ref()
+    }
+
+    /// Slot `i`'s node's log file.
     pub fn log_path(&self, i: usize) -> PathBuf {
-        self.nodes[i].log.clone()
+        self.nodes[self.slots[i]].log.clone()
     }
 
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes[i].child.as_ref().and_then(Child::id)
+        self.node_pid(self.slots[i])
+    }
+
+    fn node_pid(&self, p: usize) -> Option<u32> {
+        self.nodes[p].child.as_ref().and_then(Child::id)
     }
 
     pub fn is_running(&self, i: usize) -> bool {
@@ -365,22 +493,23 @@ impl LocalCluster {
     }
 
     pub fn is_paused(&self, i: usize) -> bool {
-        self.nodes[i].paused
+        self.nodes[self.slots[i]].paused
     }
 
-    /// The largest VmHWM seen for node `i` over all its incarnations, in KiB.
+    /// The largest VmHWM seen for slot `i`'s node over all its incarnations, in KiB.
     pub fn peak_rss_kib(&self, i: usize) -> u64 {
+        let p = self.slots[i];
         let mut table = self.rss.lock().unwrap_or_else(|e| e.into_inner());
-        sample_into(&mut table[i]);
-        table[i].1
+        sample_into(&mut table[p]);
+        table[p].1
     }
 
-    /// The node a majority follows, by index: each running node is asked
+    /// The slot whose node a majority follows: each running node is asked
     /// for its view, and a node that claims leadership with the highest term
-    /// wins.
+    /// wins. `None` also when the leader holds no slot.
     pub async fn leader(&self) -> Option<usize> {
-        let probes = (0..self.nodes.len())
-            .filter(|&i| self.is_running(i) && !self.nodes[i].paused)
+        let probes = (0..self.len())
+            .filter(|&i| self.is_running(i) && !self.is_paused(i))
             .map(|i| async move {
                 let client = self.client(i).ok()?;
                 client.status(PROBE_TIMEOUT).await.ok().map(|s| (i, s))
@@ -397,27 +526,43 @@ impl LocalCluster {
             .map(|(i, _)| *i)
     }
 
-    /// SIGKILL node `i` and reap it. Resumes nothing: a paused node dies too.
+    /// SIGKILL slot `i`'s node and reap it. Resumes nothing: a paused node dies too.
     pub async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
-        self.peak_rss_kib(i);
-        if let Some(mut child) = self.nodes[i].child.take() {
+        self.kill_node(self.slots[i]).await
+    }
+
+    async fn kill_node(&mut self, p: usize) -> anyhow::Result<()> {
+        self.sample_peak(p);
+        if let Some(mut child) = self.nodes[p].child.take() {
             if let Some(pid) = child.id() {
                 process::signal(pid, libc::SIGKILL)?;
             }
             child.wait().await?;
         }
-        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = None;
-        self.nodes[i].paused = false;
+        self.mark_down(p);
         Ok(())
     }
 
-    /// Starts node `i` again (same ports, data dir and log), killing it first
-    /// if it is still running.
-    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        if self.nodes[i].child.is_some() {
-            self.kill(i).await?;
+    fn sample_peak(&self, p: usize) {
+        sample_into(&mut self.rss.lock().unwrap_or_else(|e| e.into_inner())[p]);
+    }
+
+    fn mark_down(&mut self, p: usize) {
+        self.rss.lock().unwrap_or_else(|e| e.into_inner())[p].0 = None;
+        if let Some(net) = &self.net {
+            net.set_pid(p, None);
         }
-        self.spawn(i)
+        self.nodes[p].paused = false;
+    }
+
+    /// Starts slot `i`'s node again (same ports, data dir and log), killing
+    /// it first if it is still running.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let p = self.slots[i];
+        if self.nodes[p].child.is_some() {
+            self.kill_node(p).await?;
+        }
+        self.spawn_node(p)
     }
 
     /// SIGSTOP.
@@ -426,26 +571,31 @@ impl LocalCluster {
             .pid(i)
             .with_context(|| format!("node {i} is not running"))?;
         process::signal(pid, libc::SIGSTOP)?;
-        self.nodes[i].paused = true;
+        self.nodes[self.slots[i]].paused = true;
         Ok(())
     }
 
     /// SIGCONT.
     pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
-        if let Some(pid) = self.pid(i) {
+        self.resume_node(self.slots[i])
+    }
+
+    fn resume_node(&mut self, p: usize) -> anyhow::Result<()> {
+        if let Some(pid) = self.node_pid(p) {
             process::signal(pid, libc::SIGCONT)?;
         }
-        self.nodes[i].paused = false;
+        self.nodes[p].paused = false;
         Ok(())
     }
 
     /// SIGTERM (graceful shutdown) and wait for the exit; SIGKILL after a
     /// bound. The node stays down until [`LocalCluster::restart`].
     pub async fn terminate(&mut self, i: usize) -> anyhow::Result<()> {
-        self.peak_rss_kib(i);
-        if let Some(mut child) = self.nodes[i].child.take() {
+        let p = self.slots[i];
+        self.sample_peak(p);
+        if let Some(mut child) = self.nodes[p].child.take() {
             if let Some(pid) = child.id() {
-                if self.nodes[i].paused {
+                if self.nodes[p].paused {
                     process::signal(pid, libc::SIGCONT)?;
                 }
                 process::signal(pid, libc::SIGTERM)?;
@@ -460,37 +610,162 @@ impl LocalCluster {
                 child.wait().await?;
             }
         }
-        self.rss.lock().unwrap_or_else(|e| e.into_inner())[i].0 = None;
-        self.nodes[i].paused = false;
+        self.mark_down(p);
         Ok(())
     }
 
     /// [`LocalCluster::terminate`], then start again.
     pub async fn graceful_restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.terminate(i).await?;
-        self.spawn(i)
+        self.spawn_node(self.slots[i])
     }
 
-    /// Heals the network, resumes paused nodes and starts stopped ones.
+    /// Heals the network, resumes paused members and starts stopped ones.
     pub async fn heal(&mut self) -> anyhow::Result<()> {
         if let Some(net) = &self.net {
             net.heal();
         }
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].paused {
-                self.resume(i)?;
+        self.sync_netns()?;
+        for p in self.members() {
+            if self.nodes[p].paused {
+                self.resume_node(p)?;
             }
-            if !self.is_running(i) {
-                self.spawn(i)?;
+            if self.node_pid(p).is_none() {
+                self.spawn_node(p)?;
             }
         }
         Ok(())
     }
 
+    /// Starts a d-engine node with the next unused id and a fresh data dir,
+    /// configured to join the current members as a learner. It holds no slot
+    /// (and no link of it is faulted) until [`LocalCluster::assign_slot`];
+    /// the caller registers it with AddLearner at `Joining::addr`.
+    pub async fn start_joining(&mut self) -> anyhow::Result<Joining> {
+        if self.spec.kind != TargetKind::Dengine {
+            bail!(
+                "{}: nodes cannot join a running cluster here",
+                self.spec.kind.name()
+            );
+        }
+        // Ids are never reused: a node that left never comes back, and a new
+        // one never finds old data.
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let p = self.nodes.len();
+        let members: Vec<(usize, u64, String)> = self
+            .members()
+            .into_iter()
+            .map(|q| (q, self.nodes[q].id, self.nodes[q].client_addr.clone()))
+            .collect();
+        let (node, proxies, registered) = dengine::joining(
+            &self.spec,
+            p,
+            id,
+            &members,
+            self.net.as_ref(),
+            self.netns.as_mut(),
+        )
+        .await?;
+        let _ = std::fs::remove_dir_all(node.dir.join("data"));
+        if let Some(net) = &self.net {
+            net.set_slot(p, None);
+        }
+        if let Some(dir) = &self.directory {
+            dir.insert(id, &node.client_addr)?;
+        }
+        self.nodes.push(node);
+        self.proxies.extend(proxies);
+        self.rss
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((None, 0));
+        self.extras.push(p);
+        self.spawn_node(p)?;
+        Ok(Joining {
+            node: p,
+            id,
+            addr: registered,
+        })
+    }
+
+    /// Puts launched node `node` (an extra) in slot `slot`; returns the node
+    /// that held it, which becomes an extra (retire it once it left).
+    pub fn assign_slot(&mut self, slot: usize, node: usize) -> usize {
+        let old = std::mem::replace(&mut self.slots[slot], node);
+        self.extras.retain(|&q| q != node);
+        self.extras.push(old);
+        if let Some(net) = &self.net {
+            net.set_slot(old, None);
+            net.set_slot(node, Some(slot));
+        }
+        if let Some(dir) = &self.directory {
+            dir.set_slot(slot, self.nodes[node].id);
+        }
+        if let Err(e) = self.sync_netns() {
+            eprintln!("chaos: nftables after a slot change: {e:#}");
+        }
+        old
+    }
+
+    /// Stops launched node `node` for good (it must hold no slot): it is no
+    /// longer a member, clients forget it, heal never restarts it.
+    pub async fn retire(&mut self, node: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.slots.contains(&node),
+            "node {} holds a slot",
+            self.nodes[node].id
+        );
+        self.extras.retain(|&q| q != node);
+        if let Some(dir) = &self.directory {
+            dir.remove(self.nodes[node].id);
+        }
+        self.kill_node(node).await?;
+        if let Some(ns) = self.netns.as_mut() {
+            ns.remove_node(self.nodes[node].id)?;
+        }
+        Ok(())
+    }
+
+    /// The launch index of the node with id `id`.
+    pub fn node_by_id(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// The id of launched node `node`.
+    pub fn id_of(&self, node: usize) -> u64 {
+        self.nodes[node].id
+    }
+
+    /// (id, client bound to it directly) of every member: slots, then extras.
+    pub fn member_clients(&self) -> anyhow::Result<Vec<(u64, KvClient)>> {
+        let by_id = self.endpoint_by_id();
+        self.members()
+            .into_iter()
+            .filter(|&p| self.node_pid(p).is_some() && !self.nodes[p].paused)
+            .map(|p| {
+                let n = &self.nodes[p];
+                Ok((
+                    n.id,
+                    KvClient::connect(self.spec.kind, &n.client_addr, &by_id)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Ids of the extras (members in no slot).
+    pub fn extra_ids(&self) -> Vec<u64> {
+        self.extras.iter().map(|&p| self.nodes[p].id).collect()
+    }
+
+    /// Every node directory ever used (`dir/nodeI`), retired nodes included.
+    pub fn node_dirs(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(|n| n.dir.clone()).collect()
+    }
+
     /// Kills every node and waits for them to be reaped.
     pub async fn stop(&mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.kill(i).await;
+        for p in 0..self.nodes.len() {
+            let _ = self.kill_node(p).await;
         }
         self.sampler.abort();
     }

@@ -14,19 +14,32 @@ use crate::cluster::LocalCluster;
 use crate::prng::Rng;
 use crate::proxy::LinkFault;
 
-/// What a membership driver returns: the nodes it acted on and a description.
-pub type MembershipFuture<'a> =
-    Pin<Box<dyn Future<Output = anyhow::Result<(Vec<usize>, String)>> + Send + 'a>>;
+/// What a membership driver returns once it is done (its phases are in the
+/// vector it was given, also when it fails half-way).
+pub type MembershipFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// One phase of a membership change, logged as its own `membership` event.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub start: Instant,
+    pub end: Instant,
+    /// Ids of the nodes it acted on.
+    pub targets: Vec<u64>,
+    /// One line; its first word names the phase (`add-learner`, `promote`,
+    /// `remove`, `transfer`).
+    pub detail: String,
+}
 
 /// A target's membership operations (add learner, promote, remove, transfer
 /// leadership), driven through its admin API. Implement it for a target to
-/// enable the `membership` nemesis family; it returns the nodes it acted on
-/// and a one-line description of what it did, for the log.
+/// enable the `membership` nemesis family; it pushes each phase it completed
+/// to `phases`, for the log.
 pub trait MembershipDriver: Send {
     fn apply<'a>(
         &'a mut self,
         cluster: &'a mut LocalCluster,
         op: &'a MembershipOp,
+        phases: &'a mut Vec<Phase>,
     ) -> MembershipFuture<'a>;
 }
 
@@ -41,8 +54,9 @@ pub struct Executor {
     membership: Option<Box<dyn MembershipDriver>>,
 }
 
-fn node_name(i: usize) -> String {
-    format!("n{}", i + 1)
+/// Nodes are named by id in the log (`n5`): a slot's node changes when it is replaced.
+fn node_name(cluster: &LocalCluster, slot: usize) -> String {
+    format!("n{}", cluster.node_id(slot))
 }
 
 impl Executor {
@@ -88,6 +102,11 @@ impl Executor {
         let steps = self.schedule.steps.clone();
         for step in &steps {
             tokio::time::sleep_until((self.t0 + Duration::from_millis(step.at_ms)).into()).await;
+            if let Fault::Membership(op) = &step.fault {
+                self.membership(cluster, op).await?;
+                tokio::time::sleep(Duration::from_millis(step.duration_ms)).await;
+                continue;
+            }
             let start_ns = self.now_ns();
             let (targets, mut detail) = match self.apply(cluster, step).await {
                 Ok(applied) => applied,
@@ -101,8 +120,49 @@ impl Executor {
                 start_ns,
                 end_ns: Some(self.now_ns()),
                 kind: step.fault.kind().to_owned(),
-                targets: targets.iter().map(|&i| node_name(i)).collect(),
+                targets: targets.iter().map(|&i| node_name(cluster, i)).collect(),
                 detail: (!detail.is_empty()).then_some(detail),
+            };
+            self.record(event)?;
+        }
+        Ok(())
+    }
+
+    fn ns_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.t0).as_nanos() as u64
+    }
+
+    /// A membership change: each phase is logged as it was done; a failure
+    /// is logged as an `error …` event covering the rest of the attempt.
+    async fn membership(
+        &mut self,
+        cluster: &mut LocalCluster,
+        op: &MembershipOp,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut phases = Vec::new();
+        let result = match self.membership.as_mut() {
+            Some(driver) => driver.apply(cluster, op, &mut phases).await,
+            None => Err(anyhow::anyhow!("this target has no membership driver")),
+        };
+        for phase in &phases {
+            let event = NemesisEvent {
+                start_ns: self.ns_at(phase.start),
+                end_ns: Some(self.ns_at(phase.end)),
+                kind: "membership".into(),
+                targets: phase.targets.iter().map(|id| format!("n{id}")).collect(),
+                detail: Some(phase.detail.clone()),
+            };
+            self.record(event)?;
+        }
+        if let Err(e) = result {
+            let since = phases.last().map_or(started, |p| p.end);
+            let event = NemesisEvent {
+                start_ns: self.ns_at(since),
+                end_ns: Some(self.now_ns()),
+                kind: "membership".into(),
+                targets: Vec::new(),
+                detail: Some(format!("error {op:?}: {e:#}")),
             };
             self.record(event)?;
         }
@@ -169,23 +229,22 @@ impl Executor {
                 Ok((nodes, describe_targets(t)))
             }
             Fault::Partition(shape) => {
-                let net = cluster.net().context("partitions need a proxied cluster")?;
                 let leader = match shape {
                     super::Partition::IsolateLeader => self.resolve_leader(cluster).await,
                     _ => 0,
                 };
                 let links = shape.blocked_links(n, leader);
-                net.update_all(|a, b, l| {
+                cluster.update_links(|a, b, l| {
                     if links.contains(&(a, b)) {
                         l.blocked = true;
                     }
-                });
+                })?;
                 let mut nodes: Vec<usize> = links.iter().flat_map(|&(a, b)| [a, b]).collect();
                 nodes.sort_unstable();
                 nodes.dedup();
                 let blocked: Vec<String> = links
                     .iter()
-                    .map(|&(a, b)| format!("{}>{}", node_name(a), node_name(b)))
+                    .map(|&(a, b)| format!("{}>{}", node_name(cluster, a), node_name(cluster, b)))
                     .collect();
                 Ok((
                     nodes,
@@ -196,31 +255,28 @@ impl Executor {
                 delay_ms,
                 jitter_ms,
             } => {
-                let net = cluster.net().context("delay needs a proxied cluster")?;
-                net.update_all(|_, _, l| {
+                if !cluster.supports_delay() {
+                    return Ok((Vec::new(), format!("skipped: {}", NO_DELAY)));
+                }
+                cluster.update_links(|_, _, l| {
                     l.delay_ms = *delay_ms;
                     l.jitter_ms = *jitter_ms;
-                });
+                })?;
                 Ok((
                     (0..n).collect(),
                     format!("delay {delay_ms}ms jitter {jitter_ms}ms on every peer link"),
                 ))
             }
             Fault::Loss { p } => {
-                let net = cluster.net().context("loss needs a proxied cluster")?;
-                net.update_all(|_, _, l| l.loss = *p);
-                Ok((
-                    (0..n).collect(),
-                    format!("connection reset probability {p} per chunk on every peer link"),
-                ))
+                cluster.update_links(|_, _, l| l.loss = *p)?;
+                let what = if !cluster.supports_delay() {
+                    format!("packet drop probability {p} on every peer link (nftables)")
+                } else {
+                    format!("connection reset probability {p} per chunk on every peer link")
+                };
+                Ok(((0..n).collect(), what))
             }
-            Fault::Membership(op) => {
-                let driver = self
-                    .membership
-                    .as_mut()
-                    .context("this target has no membership driver")?;
-                driver.apply(cluster, op).await
-            }
+            Fault::Membership(_) => unreachable!("membership steps run in Executor::membership"),
         }
     }
 
@@ -245,8 +301,8 @@ impl Executor {
                 }
             }
             Fault::Partition(_) | Fault::Delay { .. } | Fault::Loss { .. } => {
-                if let Some(net) = cluster.net() {
-                    net.update_all(|_, _, l| *l = LinkFault::default());
+                if cluster.net().is_some() {
+                    cluster.update_links(|_, _, l| *l = LinkFault::default())?;
                 }
             }
             // A membership change is not undone; the cluster must cope.
@@ -255,6 +311,10 @@ impl Executor {
         Ok(())
     }
 }
+
+/// Why a delay step does nothing with `--net netns`.
+pub const NO_DELAY: &str =
+    "no added delay with --net netns (this kernel has no netem; use the proxy backend)";
 
 fn describe_targets(t: &Targets) -> String {
     match t {

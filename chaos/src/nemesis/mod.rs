@@ -19,12 +19,15 @@
 //! [`MembershipDriver`]; the schedule emits [`Fault::Membership`] steps only
 //! when the family is enabled, and a run refuses the family for a target that
 //! has no driver ([`membership::driver_for`]: d-engine has one, etcd not).
+//! A membership step is logged as its phases (add-learner, promote, remove,
+//! or transfer), each with its own start and end; nodes are named by id in
+//! the log (`n5`), since a slot's node changes when it is replaced.
 
 mod exec;
 pub mod membership;
 mod schedule;
 
-pub use exec::{Executor, MembershipDriver, MembershipFuture};
+pub use exec::{Executor, MembershipDriver, MembershipFuture, NO_DELAY, Phase};
 pub use schedule::{Schedule, Timing};
 
 use serde::Serialize;
@@ -217,16 +220,16 @@ pub(crate) fn ring_reach(n: usize) -> usize {
 }
 
 /// A membership change (see [`MembershipDriver`]).
-///
-/// Only leadership transfer so far. Adding learners, promoting and removing
-/// nodes need the launcher to start nodes with fresh ids (d-engine never
-/// reuses an id) and a proxy per new link; they belong here as new variants,
-/// generated in `schedule.rs` and performed by the target's driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MembershipOp {
-    /// Transfer leadership to this node.
+    /// Transfer leadership to the node in this slot.
     TransferLeader(usize),
+    /// Churn that keeps the cluster's size: start a node with a fresh id and
+    /// an empty data dir, add it as a learner, promote it once it caught up,
+    /// then remove the node in `slot` (another voter), so the voter count is
+    /// n, n + 1, n and quorum is never at risk. The new node takes the slot.
+    Replace { slot: usize },
 }
 
 /// One fault.

@@ -146,8 +146,13 @@ fn fault(rng: &mut Rng, family: Family, n: usize) -> Fault {
             p: *rng.pick(&[0.01, 0.05, 0.1]),
         },
         Family::Membership => {
-            let node = rng.below(n as u64) as usize;
-            Fault::Membership(MembershipOp::TransferLeader(node))
+            let replace = rng.below(100) < 60;
+            let slot = rng.below(n as u64) as usize;
+            Fault::Membership(if replace {
+                MembershipOp::Replace { slot }
+            } else {
+                MembershipOp::TransferLeader(slot)
+            })
         }
     }
 }
