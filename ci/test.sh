@@ -30,4 +30,13 @@ fi
 step "chaos suite (d-engine, 2 seeds x 30 s, every nemesis, through the fault proxy)"
 SEEDS=${CHAOS_SEEDS:-"1 2"} DURATION=${CHAOS_DURATION:-30s} bash ci/chaos-suite.sh dengine
 
+# The binary the suite above built; network namespaces and nftables need root.
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v nft >/dev/null; then
+  step "chaos suite (d-engine, 1 seed x 30 s, network namespaces + nftables)"
+  DENGINE=${CARGO_TARGET_DIR:-target}/release/dengine NET=netns SEEDS=${CHAOS_NETNS_SEEDS:-1} \
+    DURATION=${CHAOS_DURATION:-30s} bash ci/chaos-suite.sh dengine
+else
+  step "chaos suite over network namespaces: skipped (needs root, ip and nft)"
+fi
+
 echo "ci/test.sh finished in $(( $(date +%s) - started ))s"
