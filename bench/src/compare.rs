@@ -215,14 +215,28 @@ fn table(outcomes: &[RunOutcome], spec: &CompareSpec) -> String {
         if let Some(f) = &a.floors {
             let _ = writeln!(
                 s,
-                "\nFloors (same run): fdatasync p50 {} us / p99 {} us in {}; no-op gRPC ping p50 {} us / p99 {} us; single-client write floor p50 {} us.",
+                "\nFloors (same run): fdatasync p50 {} us / p99 {} us in {}; no-op gRPC ping p50 {} us / p99 {} us; single-client write floor p50 {} us, {} us with a follower round trip.",
                 f.fdatasync_us.p50,
                 f.fdatasync_us.p99,
                 f.disk_dir,
                 f.grpc_ping_us.p50,
                 f.grpc_ping_us.p99,
-                f.write_floor_p50_us
+                f.write_floor_p50_us,
+                f.replicated_write_floor_p50_us
             );
+            if a.clients == 1 && f.replicated_write_floor_p50_us > 0 {
+                for o in outcomes.iter().filter(|o| o.summary.target != "noop") {
+                    let _ = writeln!(
+                        s,
+                        "{} single-client p50 is {} the replicated write floor.",
+                        o.summary.target,
+                        ratio(
+                            o.summary.latency_us.p50 as f64,
+                            f.replicated_write_floor_p50_us as f64
+                        )
+                    );
+                }
+            }
         }
     }
     for o in outcomes {

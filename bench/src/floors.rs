@@ -38,6 +38,7 @@ pub async fn measure(disk_dir: &Path, record_bytes: usize) -> Result<Floors, Str
         disk_dir: disk_dir.display().to_string(),
         fdatasync_bytes: record_bytes,
         write_floor_p50_us: fdatasync_us.p50 + grpc_ping_us.p50,
+        replicated_write_floor_p50_us: fdatasync_us.p50 + 2 * grpc_ping_us.p50,
         fdatasync_us,
         grpc_ping_us,
     })

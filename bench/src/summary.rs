@@ -89,6 +89,11 @@ pub struct Floors {
     /// `fdatasync_us.p50 + grpc_ping_us.p50`: what one replicated write cannot beat
     /// on this machine even before any follower round trip.
     pub write_floor_p50_us: u64,
+    /// `fdatasync_us.p50 + 2 * grpc_ping_us.p50`: the floor of a write replicated to a
+    /// follower (the client's call, then the leader's call to a follower, whose
+    /// fdatasync overlaps the leader's own).
+    #[serde(default)]
+    pub replicated_write_floor_p50_us: u64,
 }
 
 /// The summary of one target in one run (or all rounds of one target in a compare).
