@@ -75,15 +75,20 @@ fn the_sweep_removes_what_a_dead_harness_left() {
     );
     let made_link = Command::new("ip")
         .args([
-            "link", "add", &link, "type", "veth", "peer", "name", "up", "netns", &ns,
+            "link", "add", &link, "type", "veth", "peer", "name", "host0", "netns", &ns,
         ])
         .status()
         .unwrap()
         .success();
     assert!(made_link);
+    assert_eq!(leftovers(&[ns.clone(), link.clone()]).len(), 2);
+    // Another test starting a cluster at the same time sweeps too: whichever
+    // sweep ran, both must be gone.
     let swept = netns::sweep();
-    assert!(swept.contains(&ns) && swept.contains(&link), "{swept:?}");
-    assert!(leftovers(&[ns, link]).is_empty());
+    assert!(
+        leftovers(&[ns, link]).is_empty(),
+        "left after the sweep (this one removed {swept:?})"
+    );
 }
 
 /// Isolating a node cuts its traffic both ways, 100 % loss cuts it too, and

@@ -169,6 +169,25 @@ pub struct Netns {
     written: std::collections::HashMap<u64, String>,
 }
 
+/// An exclusive lock held while a harness chooses its /24 and puts its
+/// address on the root link, so two harnesses never pick the same one.
+/// Released when the file is dropped (closed).
+fn subnet_lock() -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("dch-netns-subnet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("flock");
+    }
+    Ok(file)
+}
+
 /// A /24 of 10.231.0.0/16 that no address or route of the root namespace mentions.
 fn free_subnet() -> anyhow::Result<u8> {
     let taken = format!(
@@ -196,6 +215,7 @@ impl Netns {
         let pid = std::process::id();
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{pid}-{seq}");
+        let _lock = subnet_lock()?;
         let mut me = Netns {
             hub: format!("{PREFIX}-{tag}-hub"),
             host_link: format!("{PREFIX}{pid}x{seq}"),
