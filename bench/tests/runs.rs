@@ -562,8 +562,9 @@ async fn dengine_target_follows_the_leader(batch_in_flight: usize) {
 
     // A whole run through the follower: every write lands on the leader, no errors.
     let tmp = tempfile::tempdir().unwrap();
+    // More clients than batch slots, so that calls queue and share batches.
     let opts = quiet(spec(
-        Load::Closed { clients: 4 },
+        Load::Closed { clients: 16 },
         StopAt::Duration(Duration::from_millis(1000)),
     ));
     let mut opts = opts;

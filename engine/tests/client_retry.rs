@@ -361,14 +361,45 @@ async fn without_batching_and_for_large_values_calls_go_alone() {
     assert_eq!(leader.batches.load(Ordering::SeqCst), 0);
     assert_eq!(leader.calls.load(Ordering::SeqCst), 20);
 
-    // Batching on, but a value past the batching bound still goes on its own call.
+    // Batching on: values past the batching bound still go on their own calls, even
+    // when many are sent at once; small ones sent at once share batches.
     let (leader, addr) = serve(Script::default()).await;
     let client = Client::connect(config(&[addr])).unwrap();
-    let big = vec![7u8; d_engine::client::BATCH_OP_BYTES_MAX + 1];
-    client.put("big", big).await.unwrap();
+    let big = Bytes::from(vec![7u8; d_engine::client::BATCH_OP_BYTES_MAX + 1]);
+    let concurrent = |value: Bytes| {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (c, v) = (client.clone(), value.clone());
+                tokio::spawn(async move { c.put(format!("k{i}"), v).await })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+    };
+    concurrent(big).await;
     assert_eq!(leader.batches.load(Ordering::SeqCst), 0);
-    client.put("small", "v").await.unwrap();
-    assert_eq!(leader.batches.load(Ordering::SeqCst), 1);
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 20);
+    concurrent(Bytes::from_static(b"small")).await;
+    assert!(leader.batches.load(Ordering::SeqCst) >= 1);
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 40);
+}
+
+#[tokio::test]
+async fn a_lone_call_goes_on_its_own_rpc_with_batching_on() {
+    let (leader, addr) = serve(Script::default()).await;
+    let client = Client::connect(config(&[addr])).unwrap();
+    for i in 0..5 {
+        client.put(format!("k{i}"), "v").await.unwrap();
+    }
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        leader.batches.load(Ordering::SeqCst),
+        0,
+        "nothing else was waiting: no batch"
+    );
 }
 
 #[test]

@@ -230,10 +230,12 @@ impl Target for DengineTarget {
             in_flight: self.batch_in_flight,
             batches: 0,
             ops: 0,
+            alone: 0,
         };
         for b in self.batchers.lock().expect("batchers lock").iter() {
             stats.batches += b.stats().batches.load(Ordering::Relaxed);
             stats.ops += b.stats().ops.load(Ordering::Relaxed);
+            stats.alone += b.stats().alone.load(Ordering::Relaxed);
         }
         Some(stats)
     }

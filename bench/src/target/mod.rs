@@ -180,6 +180,9 @@ pub struct BatchingStats {
     pub in_flight: usize,
     pub batches: u64,
     pub ops: u64,
+    /// Calls sent alone on their own RPC because nothing else was waiting.
+    #[serde(default)]
+    pub alone: u64,
 }
 
 /// `host:port` or a URL → a URL tonic accepts.

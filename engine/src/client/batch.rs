@@ -10,8 +10,9 @@
 //!
 //! The dispatcher never waits to fill a batch. It takes the first queued call, waits
 //! for one of `in_flight` slots, then takes whatever else queued meanwhile (up to the
-//! size bounds) and sends. A lone caller therefore pays one queue hop and no delay;
-//! under load, calls that arrive while the slots are busy share the next message.
+//! size bounds) and sends. Under load, calls that arrive while the slots are busy share
+//! the next message. A caller that finds nothing queued and a slot free sends its call
+//! itself, on its own RPC: a lone caller pays no hop through the dispatcher.
 //!
 //! Each operation keeps its own header (session, timeout) and gets its own result,
 //! exactly as a single call would; the node runs a batch's operations independently,
@@ -28,6 +29,8 @@ use d_engine_proto::limits::{
 use d_engine_proto::v1::kv_client::KvClient;
 use d_engine_proto::v1::{BatchOp, BatchRequest, batch_op, batch_result};
 use prost::Message;
+use std::sync::atomic::AtomicUsize;
+
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -58,8 +61,12 @@ struct Queued {
 /// Counters of what a [`Batcher`] sent.
 #[derive(Debug, Default)]
 pub struct BatchStats {
+    /// `Batch` RPCs sent.
     pub batches: AtomicU64,
+    /// Calls sent in them.
     pub ops: AtomicU64,
+    /// Calls sent alone on their own RPC because nothing else was waiting.
+    pub alone: AtomicU64,
 }
 
 /// Sends concurrent calls to one endpoint as shared `Batch` RPCs. Cheap to clone; the
@@ -67,6 +74,11 @@ pub struct BatchStats {
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::UnboundedSender<Queued>,
+    /// Calls queued and not yet taken into a batch.
+    queued: Arc<AtomicUsize>,
+    /// One permit per batch (or lone call) outstanding.
+    slots: Arc<Semaphore>,
+    client: KvClient<Channel>,
     stats: Arc<BatchStats>,
 }
 
@@ -76,8 +88,25 @@ impl Batcher {
     pub fn spawn(channel: Channel, in_flight: usize) -> Batcher {
         let (queue, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(BatchStats::default());
-        tokio::spawn(dispatch(channel, rx, in_flight.max(1), stats.clone()));
-        Batcher { queue, stats }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+        let client = KvClient::new(channel)
+            .max_decoding_message_size(MAX_BATCH_REPLY_BYTES + MAX_CLIENT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
+        tokio::spawn(dispatch(
+            client.clone(),
+            rx,
+            slots.clone(),
+            queued.clone(),
+            stats.clone(),
+        ));
+        Batcher {
+            queue,
+            queued,
+            slots,
+            client,
+            stats,
+        }
     }
 
     /// False once the dispatcher is gone (its runtime stopped): make a new one.
@@ -89,12 +118,24 @@ impl Batcher {
         &self.stats
     }
 
-    /// Sends `op` in the next batch and waits for its own result.
+    /// Sends `op` in the next batch (or alone, when nothing else waits and a slot is
+    /// free) and waits for its own result.
     pub async fn call(&self, op: batch_op::Op) -> Result<batch_result::Result, Status> {
+        // Tokio's semaphore hands released permits to queued waiters first, so this
+        // never overtakes a batch the dispatcher is waiting to send.
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            self.stats.alone.fetch_add(1, Ordering::Relaxed);
+            let result = alone(self.client.clone(), op).await;
+            drop(slot);
+            return result;
+        }
         let reply_bytes = reply_cost(&op);
         let op = BatchOp { op: Some(op) };
         let bytes = op.encoded_len() + 8;
         let (reply, rx) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
         self.queue
             .send(Queued {
                 op,
@@ -108,16 +149,28 @@ impl Batcher {
     }
 }
 
+/// One call on its own RPC, its reply in the batch's terms.
+async fn alone(
+    mut client: KvClient<Channel>,
+    op: batch_op::Op,
+) -> Result<batch_result::Result, Status> {
+    use batch_op::Op;
+    use batch_result::Result as R;
+    Ok(match op {
+        Op::Put(r) => R::Put(client.put(r).await?.into_inner()),
+        Op::Get(r) => R::Get(client.get(r).await?.into_inner()),
+        Op::Delete(r) => R::Delete(client.delete(r).await?.into_inner()),
+        Op::CompareAndSwap(r) => R::CompareAndSwap(client.compare_and_swap(r).await?.into_inner()),
+    })
+}
+
 async fn dispatch(
-    channel: Channel,
+    client: KvClient<Channel>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
-    in_flight: usize,
+    slots: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
     stats: Arc<BatchStats>,
 ) {
-    let slots = Arc::new(Semaphore::new(in_flight));
-    let client = KvClient::new(channel)
-        .max_decoding_message_size(MAX_BATCH_REPLY_BYTES + MAX_CLIENT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     let mut carried: Option<Queued> = None;
     loop {
         let first = match carried.take() {
@@ -144,6 +197,7 @@ async fn dispatch(
             reply_bytes += q.reply_bytes;
             batch.push(q);
         }
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut client = client.clone();
