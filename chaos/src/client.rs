@@ -9,19 +9,35 @@
 //! When membership changes during a run, the launcher's clients share a
 //! [`Directory`] instead: node id → channel, and which node holds each slot.
 //! A client bound to a slot follows the node that holds it now, and redirects
-//! reach nodes that joined after the client was made.
+//! reach nodes that joined after the client was made. Clients in a directory
+//! also share one [`Batcher`] per node, so their concurrent operations travel in
+//! `Batch` RPCs as the Rust client's do: the chaos suite checks that path too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use d_engine::client::Batcher;
 use d_engine_proto::etcd::etcdserverpb as etcd;
 use d_engine_proto::v1 as de;
 use tonic::codegen::Bytes;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cluster::TargetKind;
+
+/// How the d-engine clients of a run shared `Batch` RPCs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientBatching {
+    /// `Batch` RPCs sent, and the operations in them.
+    pub batches: u64,
+    pub ops: u64,
+    /// Operations sent alone because nothing else was waiting.
+    pub alone: u64,
+}
+
+/// Batches outstanding per node, as the Rust client's default.
+const BATCH_IN_FLIGHT: usize = 4;
 
 /// Connect timeout of the client channels: a dead node fails fast.
 const CONNECT_TIMEOUT_MS: u64 = 300;
@@ -135,12 +151,26 @@ pub struct Directory {
     inner: RwLock<DirInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct DirInner {
     /// slot → node id.
     slots: Vec<u64>,
     /// node id → client channel.
     channels: HashMap<u64, Channel>,
+    /// node id → the batcher every workload client shares for that node (made on
+    /// first use, inside the runtime).
+    batchers: HashMap<u64, Batcher>,
+    /// Every batcher made in the run, for the statistics.
+    made: Vec<Batcher>,
+}
+
+impl std::fmt::Debug for DirInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirInner")
+            .field("slots", &self.slots)
+            .field("nodes", &self.channels.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Directory {
@@ -161,7 +191,42 @@ impl Directory {
 
     /// Node `id` left the cluster.
     pub fn remove(&self, id: u64) {
-        self.write().channels.remove(&id);
+        let mut inner = self.write();
+        inner.channels.remove(&id);
+        inner.batchers.remove(&id);
+    }
+
+    /// The batcher for node `id`, shared by every client of the run, so concurrent
+    /// operations to one node travel in `Batch` RPCs as with the Rust client.
+    fn batcher(&self, id: u64) -> Option<Batcher> {
+        if let Some(b) = self.read().batchers.get(&id).filter(|b| b.is_alive()) {
+            return Some(b.clone());
+        }
+        let mut inner = self.write();
+        if let Some(b) = inner.batchers.get(&id).filter(|b| b.is_alive()) {
+            return Some(b.clone());
+        }
+        let ch = inner.channels.get(&id)?.clone();
+        let b = Batcher::spawn(ch, BATCH_IN_FLIGHT);
+        inner.batchers.insert(id, b.clone());
+        inner.made.push(b.clone());
+        Some(b)
+    }
+
+    /// What the clients' batchers sent over the run.
+    pub fn batching(&self) -> ClientBatching {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut total = ClientBatching::default();
+        for b in &self.read().made {
+            total.batches += b.stats().batches.load(Relaxed);
+            total.ops += b.stats().ops.load(Relaxed);
+            total.alone += b.stats().alone.load(Relaxed);
+        }
+        total
+    }
+
+    fn home_id(&self, slot: usize) -> Option<u64> {
+        self.read().slots.get(slot).copied().filter(|&id| id != 0)
     }
 
     /// Node `id` holds `slot` now.
@@ -471,6 +536,43 @@ impl DengineClient {
         }
     }
 
+    /// The directory's batcher for the node `target(leader)` picks, when this client
+    /// is bound to a directory.
+    fn batcher(&self, leader: Option<u64>) -> Option<Batcher> {
+        let (dir, slot) = self.dir.as_ref()?;
+        let id = match leader {
+            None => dir.home_id(*slot)?,
+            Some(id) => id,
+        };
+        dir.batcher(id)
+    }
+
+    /// Sends `op` to the node `target(leader)` picks: through the shared batcher in a
+    /// directory, else alone.
+    async fn send(
+        &self,
+        leader: Option<u64>,
+        op: de::batch_op::Op,
+    ) -> Result<de::batch_result::Result, OpError> {
+        use de::batch_op::Op;
+        use de::batch_result::Result as R;
+        let channel = self.target(leader)?;
+        if let Some(b) = self.batcher(leader) {
+            return b.call(op).await.map_err(|s| classify(&s));
+        }
+        let mut kv = de::kv_client::KvClient::new(channel);
+        let r = match op {
+            Op::Put(r) => kv.put(r).await.map(|r| R::Put(r.into_inner())),
+            Op::Get(r) => kv.get(r).await.map(|r| R::Get(r.into_inner())),
+            Op::Delete(r) => kv.delete(r).await.map(|r| R::Delete(r.into_inner())),
+            Op::CompareAndSwap(r) => kv
+                .compare_and_swap(r)
+                .await
+                .map(|r| R::CompareAndSwap(r.into_inner())),
+        };
+        r.map_err(|s| classify(&s))
+    }
+
     fn target(&self, leader: Option<u64>) -> Result<Channel, OpError> {
         match leader {
             None => self.home(),
@@ -554,11 +656,11 @@ impl DengineClient {
                 key: Bytes::copy_from_slice(key),
                 consistency: level as i32,
             };
-            let resp = de::kv_client::KvClient::new(self.target(leader)?)
-                .get(req)
-                .await
-                .map_err(|s| classify(&s))?
-                .into_inner();
+            let de::batch_result::Result::Get(resp) =
+                self.send(leader, de::batch_op::Op::Get(req)).await?
+            else {
+                return Err(OpError::unknown("a reply of the wrong kind"));
+            };
             match reply_error(resp.error)? {
                 None => return Ok(resp.found.then(|| resp.value.to_vec())),
                 Some(l) => leader = Some(l),
@@ -575,11 +677,11 @@ impl DengineClient {
                 key: Bytes::copy_from_slice(key),
                 value: Bytes::copy_from_slice(value),
             };
-            let resp = de::kv_client::KvClient::new(self.target(leader)?)
-                .put(req)
-                .await
-                .map_err(|s| classify(&s))?
-                .into_inner();
+            let de::batch_result::Result::Put(resp) =
+                self.send(leader, de::batch_op::Op::Put(req)).await?
+            else {
+                return Err(OpError::unknown("a reply of the wrong kind"));
+            };
             match reply_error(resp.error)? {
                 None => return Ok(()),
                 Some(l) => leader = Some(l),
@@ -601,11 +703,12 @@ impl DengineClient {
                 }),
                 new_value: Bytes::copy_from_slice(new),
             };
-            let resp = de::kv_client::KvClient::new(self.target(leader)?)
-                .compare_and_swap(req)
-                .await
-                .map_err(|s| classify(&s))?
-                .into_inner();
+            let de::batch_result::Result::CompareAndSwap(resp) = self
+                .send(leader, de::batch_op::Op::CompareAndSwap(req))
+                .await?
+            else {
+                return Err(OpError::unknown("a reply of the wrong kind"));
+            };
             match reply_error(resp.error)? {
                 None => return Ok(resp.succeeded),
                 Some(l) => leader = Some(l),

@@ -154,6 +154,8 @@ pub struct Summary {
     /// Ids of the nodes in the cluster at the end, by slot (membership churn
     /// replaces nodes with new ids).
     pub final_node_ids: Vec<u64>,
+    /// d-engine: operations the workload sent in shared `Batch` RPCs, and alone.
+    pub client_batching: Option<crate::client::ClientBatching>,
     pub exit_code: u8,
 }
 
@@ -221,6 +223,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
         .map(|i| cluster.peak_rss_kib(i))
         .collect();
     let final_ids: Vec<u64> = (0..cluster.len()).map(|i| cluster.node_id(i)).collect();
+    let batching = cluster.client_batching();
     cluster.stop().await;
     if !cfg.keep_data {
         for dir in cluster.node_dirs() {
@@ -230,6 +233,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
     let mut summary = result?;
     summary.peak_rss_kib = rss;
     summary.final_node_ids = final_ids;
+    summary.client_batching = batching;
     std::fs::write(
         cfg.out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
@@ -351,6 +355,7 @@ async fn drive(
         check_ms,
         peak_rss_kib: Vec::new(),
         final_node_ids: Vec::new(),
+        client_batching: None,
         exit_code,
     };
     eprintln!(

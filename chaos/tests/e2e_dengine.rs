@@ -67,6 +67,13 @@ async fn dengine_with_linearizable_reads_under_all_nemeses_and_leader_transfers_
     );
     assert!(summary.faults_total >= 3, "faults were injected");
     assert!(summary.ops_total > 200, "the workload ran");
+    // The workload's clients share Batch RPCs per node, as the Rust client does: the
+    // verdict covers that path.
+    let batching = summary.client_batching.expect("d-engine clients batch");
+    assert!(
+        batching.batches > 0 && batching.ops > batching.batches,
+        "{batching:?}"
+    );
     assert_eq!(summary.verdict, "linearizable");
     assert!(summary.recovered);
     assert_eq!(summary.exit_code, 0);

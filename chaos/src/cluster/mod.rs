@@ -383,6 +383,11 @@ impl LocalCluster {
         }
     }
 
+    /// d-engine: how the clients shared `Batch` RPCs so far.
+    pub fn client_batching(&self) -> Option<crate::client::ClientBatching> {
+        self.directory.as_ref().map(|d| d.batching())
+    }
+
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
