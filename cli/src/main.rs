@@ -55,6 +55,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Local clusters (`cluster start`, `bench --cluster`, `chaos`, `demo`) start nodes
+    // with this very binary unless DENGINE_BIN says otherwise. Without this, a copy
+    // of dengine under another name would look for a `dengine` beside it or in
+    // `target/release/` and could silently start an older build.
+    if std::env::var_os("DENGINE_BIN").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        // SAFETY: first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("DENGINE_BIN", exe) };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
