@@ -554,23 +554,12 @@ impl DengineClient {
         leader: Option<u64>,
         op: de::batch_op::Op,
     ) -> Result<de::batch_result::Result, OpError> {
-        use de::batch_op::Op;
-        use de::batch_result::Result as R;
         let channel = self.target(leader)?;
-        if let Some(b) = self.batcher(leader) {
-            return b.call(op).await.map_err(|s| classify(&s));
-        }
-        let mut kv = de::kv_client::KvClient::new(channel);
-        let r = match op {
-            Op::Put(r) => kv.put(r).await.map(|r| R::Put(r.into_inner())),
-            Op::Get(r) => kv.get(r).await.map(|r| R::Get(r.into_inner())),
-            Op::Delete(r) => kv.delete(r).await.map(|r| R::Delete(r.into_inner())),
-            Op::CompareAndSwap(r) => kv
-                .compare_and_swap(r)
-                .await
-                .map(|r| R::CompareAndSwap(r.into_inner())),
-        };
-        r.map_err(|s| classify(&s))
+        // Outside a directory: this call alone, on its own RPC.
+        let batcher = self
+            .batcher(leader)
+            .unwrap_or_else(|| Batcher::spawn(channel, 0));
+        batcher.call(op).await.map_err(|s| classify(&s))
     }
 
     fn target(&self, leader: Option<u64>) -> Result<Channel, OpError> {

@@ -10,23 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use d_engine_chaos::client::Consistency;
-use d_engine_chaos::cluster::{TargetKind, dengine_binary};
+use d_engine_chaos::cluster::TargetKind;
 use d_engine_chaos::nemesis::{Family, Fault, Partition, Schedule, Step, Timing};
 use d_engine_chaos::run::{RunConfig, run};
 
-fn binary() -> Option<PathBuf> {
-    match dengine_binary(None) {
-        Ok(p) if p.is_file() => Some(p),
-        other => {
-            assert!(
-                std::env::var_os("DENGINE_CHAOS_REQUIRED").is_none(),
-                "DENGINE_CHAOS_REQUIRED is set but there is no dengine binary: {other:?}"
-            );
-            eprintln!("skipped: no dengine binary ({other:?})");
-            None
-        }
-    }
-}
+mod support;
+use support::binary;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chaos-e2e-dengine-{name}-{}", std::process::id()));

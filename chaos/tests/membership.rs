@@ -4,27 +4,15 @@
 //! Needs a built `dengine` (see e2e_dengine.rs); skipped without one unless
 //! `DENGINE_CHAOS_REQUIRED=1`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use d_engine_chaos::client::Consistency;
 use d_engine_chaos::cluster::process::is_alive;
-use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind, dengine_binary};
+use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind};
 use d_engine_chaos::nemesis::{MembershipOp, membership};
 
-fn binary() -> Option<PathBuf> {
-    match dengine_binary(None) {
-        Ok(p) if p.is_file() => Some(p),
-        other => {
-            assert!(
-                std::env::var_os("DENGINE_CHAOS_REQUIRED").is_none(),
-                "DENGINE_CHAOS_REQUIRED is set but there is no dengine binary: {other:?}"
-            );
-            eprintln!("skipped: no dengine binary ({other:?})");
-            None
-        }
-    }
-}
+mod support;
+use support::binary;
 
 /// Polls `f` every 100 ms until it holds or `bound` passes.
 async fn eventually<F: AsyncFnMut() -> bool>(bound: Duration, mut f: F) -> bool {

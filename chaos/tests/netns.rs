@@ -5,12 +5,11 @@
 //! e2e_dengine.rs). Every address used here lives inside namespaces these
 //! tests create (10.231.x.0/24), and every wait is bounded.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use d_engine_chaos::cluster::netns::{self, Netns};
-use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind, dengine_binary};
+use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind};
 use d_engine_chaos::nemesis::Family;
 use d_engine_chaos::run::{NetBackend, RunConfig, run};
 
@@ -24,19 +23,8 @@ fn usable() -> bool {
     }
 }
 
-fn binary() -> Option<PathBuf> {
-    match dengine_binary(None) {
-        Ok(p) if p.is_file() => Some(p),
-        other => {
-            assert!(
-                std::env::var_os("DENGINE_CHAOS_REQUIRED").is_none(),
-                "DENGINE_CHAOS_REQUIRED is set but there is no dengine binary: {other:?}"
-            );
-            eprintln!("skipped: no dengine binary ({other:?})");
-            None
-        }
-    }
-}
+mod support;
+use support::binary;
 
 /// Can a TCP connection be opened from namespace `ns` to `addr` within 1 s?
 fn connects(ns: &str, addr: &str) -> bool {

@@ -17,59 +17,45 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use d_engine::client::{BATCH_OP_BYTES_MAX, Batcher};
+use d_engine::client::Batcher;
 use d_engine_proto::v1::compare_and_swap_request::Expected;
-use d_engine_proto::v1::kv_client::KvClient;
 use d_engine_proto::v1::{
     CompareAndSwapRequest, CompareAndSwapResponse, ErrorCode, GetRequest, GetResponse, PutRequest,
     PutResponse, ReadConsistency, ReplyError,
 };
-use d_engine_proto::v1::{batch_op, batch_result};
-use prost::Message;
 use tonic::transport::Channel;
 
-use super::{
-    BatchingStats, CasResult, Consistency, ErrorKind, Target, TargetError, call, lazy_channel,
-};
+use super::{BatchingStats, CasResult, Consistency, ErrorKind, Target, TargetError, lazy_channel};
 
-/// The way to one node: its client and, when batching, its batcher (made on first use,
-/// inside the runtime).
+/// The way to one node: its batcher (made on first use, inside the runtime; with
+/// batching off it sends every call alone).
 #[derive(Clone)]
 struct Link {
     channel: Channel,
     batcher: Option<Batcher>,
 }
 
-macro_rules! link_call {
-    ($name:ident, $req:ty, $resp:ty, $arm:ident, $single:ident) => {
-        async fn $name(self, req: $req) -> Result<$resp, TargetError> {
-            match self.batcher {
-                Some(b) if req.encoded_len() <= BATCH_OP_BYTES_MAX => {
-                    match b.call(batch_op::Op::$arm(req)).await {
-                        Ok(batch_result::Result::$arm(r)) => Ok(r),
-                        Ok(_) => Err(TargetError::new(
-                            ErrorKind::Other,
-                            "a batch result of the wrong kind",
-                        )),
-                        Err(s) => Err(TargetError::from_status(&s)),
-                    }
-                }
-                _ => call(KvClient::new(self.channel).$single(req)).await,
-            }
-        }
-    };
-}
-
 impl Link {
-    link_call!(put, PutRequest, PutResponse, Put, put);
-    link_call!(get, GetRequest, GetResponse, Get, get);
-    link_call!(
-        cas,
-        CompareAndSwapRequest,
-        CompareAndSwapResponse,
-        CompareAndSwap,
-        compare_and_swap
-    );
+    fn batcher(&self) -> Result<&Batcher, TargetError> {
+        self.batcher
+            .as_ref()
+            .ok_or_else(|| TargetError::new(ErrorKind::Other, "no batcher for this node"))
+    }
+
+    async fn put(self, req: PutRequest) -> Result<PutResponse, TargetError> {
+        let r = self.batcher()?.put(req).await;
+        r.map_err(|s| TargetError::from_status(&s))
+    }
+
+    async fn get(self, req: GetRequest) -> Result<GetResponse, TargetError> {
+        let r = self.batcher()?.get(req).await;
+        r.map_err(|s| TargetError::from_status(&s))
+    }
+
+    async fn cas(self, req: CompareAndSwapRequest) -> Result<CompareAndSwapResponse, TargetError> {
+        let r = self.batcher()?.compare_and_swap(req).await;
+        r.map_err(|s| TargetError::from_status(&s))
+    }
 }
 
 /// A connection to a d-engine cluster.
@@ -139,7 +125,7 @@ impl DengineTarget {
     fn client(&self, addr: &str) -> Result<Link, TargetError> {
         let mut map = self.clients.lock().expect("clients lock");
         if let Some(c) = map.get(addr)
-            && (self.batch_in_flight == 0 || c.batcher.as_ref().is_some_and(Batcher::is_alive))
+            && c.batcher.as_ref().is_some_and(Batcher::is_alive)
         {
             return Ok(c.clone());
         }
@@ -147,13 +133,13 @@ impl DengineTarget {
             Some(c) => c.channel.clone(),
             None => lazy_channel(addr)?,
         };
-        let batcher = (self.batch_in_flight > 0).then(|| {
-            // The batcher shares the channel: one connection per node either way.
-            let b = Batcher::spawn(channel.clone(), self.batch_in_flight);
-            self.batchers.lock().expect("batchers lock").push(b.clone());
-            b
-        });
-        let link = Link { channel, batcher };
+        // The batcher shares the channel: one connection per node either way.
+        let b = Batcher::spawn(channel.clone(), self.batch_in_flight);
+        self.batchers.lock().expect("batchers lock").push(b.clone());
+        let link = Link {
+            channel,
+            batcher: Some(b),
+        };
         map.insert(addr.to_string(), link.clone());
         Ok(link)
     }

@@ -12,7 +12,9 @@
 //! for one of `in_flight` slots, then takes whatever else queued meanwhile (up to the
 //! size bounds) and sends. Under load, calls that arrive while the slots are busy share
 //! the next message. A caller that finds nothing queued and a slot free sends its call
-//! itself, on its own RPC: a lone caller pays no hop through the dispatcher.
+//! itself, on its own RPC: a lone caller pays no hop through the dispatcher. With
+//! `in_flight` 0 every call goes alone (batching off), and so does any operation
+//! larger than [`BATCH_OP_BYTES_MAX`].
 //!
 //! Each operation keeps its own header (session, timeout) and gets its own result,
 //! exactly as a single call would; the node runs a batch's operations independently,
@@ -27,7 +29,10 @@ use d_engine_proto::limits::{
     MAX_BATCH_OPS, MAX_BATCH_REPLY_BYTES, MAX_CLIENT_MESSAGE_BYTES, MAX_VALUE_BYTES,
 };
 use d_engine_proto::v1::kv_client::KvClient;
-use d_engine_proto::v1::{BatchOp, BatchRequest, batch_op, batch_result};
+use d_engine_proto::v1::{
+    BatchOp, BatchRequest, CompareAndSwapRequest, CompareAndSwapResponse, DeleteRequest,
+    DeleteResponse, GetRequest, GetResponse, PutRequest, PutResponse, batch_op, batch_result,
+};
 use prost::Message;
 use std::sync::atomic::AtomicUsize;
 
@@ -73,7 +78,8 @@ pub struct BatchStats {
 /// dispatcher task ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct Batcher {
-    queue: mpsc::UnboundedSender<Queued>,
+    /// None when batching is off: every call goes alone.
+    queue: Option<mpsc::UnboundedSender<Queued>>,
     /// Calls queued and not yet taken into a batch.
     queued: Arc<AtomicUsize>,
     /// One permit per batch (or lone call) outstanding.
@@ -84,22 +90,26 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the dispatcher on the current tokio runtime. At most `in_flight` batches
-    /// are outstanding at once (at least 1).
+    /// are outstanding at once; 0 turns batching off (no dispatcher, every call alone,
+    /// and then no runtime is needed to create it).
     pub fn spawn(channel: Channel, in_flight: usize) -> Batcher {
-        let (queue, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(BatchStats::default());
         let queued = Arc::new(AtomicUsize::new(0));
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+        let slots = Arc::new(Semaphore::new(in_flight));
         let client = KvClient::new(channel)
             .max_decoding_message_size(MAX_BATCH_REPLY_BYTES + MAX_CLIENT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
-        tokio::spawn(dispatch(
-            client.clone(),
-            rx,
-            slots.clone(),
-            queued.clone(),
-            stats.clone(),
-        ));
+        let queue = (in_flight > 0).then(|| {
+            let (queue, rx) = mpsc::unbounded_channel();
+            tokio::spawn(dispatch(
+                client.clone(),
+                rx,
+                slots.clone(),
+                queued.clone(),
+                stats.clone(),
+            ));
+            queue
+        });
         Batcher {
             queue,
             queued,
@@ -111,7 +121,7 @@ impl Batcher {
 
     /// False once the dispatcher is gone (its runtime stopped): make a new one.
     pub fn is_alive(&self) -> bool {
-        !self.queue.is_closed()
+        self.queue.as_ref().is_none_or(|q| !q.is_closed())
     }
 
     pub fn stats(&self) -> &BatchStats {
@@ -121,6 +131,13 @@ impl Batcher {
     /// Sends `op` in the next batch (or alone, when nothing else waits and a slot is
     /// free) and waits for its own result.
     pub async fn call(&self, op: batch_op::Op) -> Result<batch_result::Result, Status> {
+        let op = BatchOp { op: Some(op) };
+        let bytes = op.encoded_len() + 8;
+        let op = op.op.expect("just set");
+        let Some(queue) = self.queue.as_ref().filter(|_| bytes <= BATCH_OP_BYTES_MAX) else {
+            self.stats.alone.fetch_add(1, Ordering::Relaxed);
+            return alone(self.client.clone(), op).await;
+        };
         // Tokio's semaphore hands released permits to queued waiters first, so this
         // never overtakes a batch the dispatcher is waiting to send.
         if self.queued.load(Ordering::Acquire) == 0
@@ -133,10 +150,9 @@ impl Batcher {
         }
         let reply_bytes = reply_cost(&op);
         let op = BatchOp { op: Some(op) };
-        let bytes = op.encoded_len() + 8;
         let (reply, rx) = oneshot::channel();
         self.queued.fetch_add(1, Ordering::AcqRel);
-        self.queue
+        queue
             .send(Queued {
                 op,
                 bytes,
@@ -147,6 +163,30 @@ impl Batcher {
         rx.await
             .map_err(|_| Status::unavailable("the batch dispatcher dropped the call"))?
     }
+}
+
+macro_rules! typed_call {
+    ($name:ident, $req:ty, $resp:ty, $arm:ident) => {
+        /// One call (see [`Batcher::call`]), typed.
+        pub async fn $name(&self, req: $req) -> Result<$resp, Status> {
+            match self.call(batch_op::Op::$arm(req)).await? {
+                batch_result::Result::$arm(r) => Ok(r),
+                _ => Err(Status::internal("a batch result of the wrong kind")),
+            }
+        }
+    };
+}
+
+impl Batcher {
+    typed_call!(put, PutRequest, PutResponse, Put);
+    typed_call!(get, GetRequest, GetResponse, Get);
+    typed_call!(delete, DeleteRequest, DeleteResponse, Delete);
+    typed_call!(
+        compare_and_swap,
+        CompareAndSwapRequest,
+        CompareAndSwapResponse,
+        CompareAndSwap
+    );
 }
 
 /// One call on its own RPC, its reply in the batch's terms.

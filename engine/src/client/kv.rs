@@ -9,11 +9,10 @@ use bytes::Bytes;
 use d_engine_proto::v1::compare_and_swap_request::Expected;
 use d_engine_proto::v1::kv_client::KvClient;
 use d_engine_proto::v1::*;
-use prost::Message;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use super::batch::{BATCH_OP_BYTES_MAX, Batcher};
+use super::batch::Batcher;
 use super::retry::Backoff;
 use super::session::SessionPool;
 use super::{ClientConfig, ClientError};
@@ -61,45 +60,11 @@ pub(crate) struct Inner {
 }
 
 /// The way to one node: its channel, and the batcher that shares it among concurrent
-/// calls (none when batching is off).
+/// calls (every call alone when batching is off).
 #[derive(Clone)]
 pub(crate) struct Conn {
     pub(crate) channel: Channel,
-    batcher: Option<Batcher>,
-}
-
-macro_rules! batched_call {
-    ($name:ident, $req:ty, $resp:ty, $arm:ident, $single:ident) => {
-        /// One call: in the endpoint's next batch, or alone when batching is off or
-        /// the request is large.
-        pub(crate) async fn $name(
-            self,
-            req: $req,
-        ) -> Result<tonic::Response<$resp>, tonic::Status> {
-            match self.batcher {
-                Some(b) if req.encoded_len() <= BATCH_OP_BYTES_MAX => {
-                    match b.call(batch_op::Op::$arm(req)).await? {
-                        batch_result::Result::$arm(r) => Ok(tonic::Response::new(r)),
-                        _ => Err(tonic::Status::internal("a batch result of the wrong kind")),
-                    }
-                }
-                _ => KvClient::new(self.channel).$single(req).await,
-            }
-        }
-    };
-}
-
-impl Conn {
-    batched_call!(put, PutRequest, PutResponse, Put, put);
-    batched_call!(get, GetRequest, GetResponse, Get, get);
-    batched_call!(delete, DeleteRequest, DeleteResponse, Delete, delete);
-    batched_call!(
-        compare_and_swap,
-        CompareAndSwapRequest,
-        CompareAndSwapResponse,
-        CompareAndSwap,
-        compare_and_swap
-    );
+    pub(crate) batcher: Batcher,
 }
 
 /// What every reply carries: a header and maybe an error.
@@ -211,7 +176,7 @@ impl Client {
                     key: key.clone(),
                     value: value.clone(),
                 };
-                ch.put(req)
+                async move { ch.batcher.put(req).await.map(tonic::Response::new) }
             })
             .await?;
         Ok(WriteAck {
@@ -228,7 +193,7 @@ impl Client {
                     header,
                     key: key.clone(),
                 };
-                ch.delete(req)
+                async move { ch.batcher.delete(req).await.map(tonic::Response::new) }
             })
             .await?;
         Ok(r.existed)
@@ -254,7 +219,12 @@ impl Client {
                     expected: expected.clone(),
                     new_value: new.clone(),
                 };
-                ch.compare_and_swap(req)
+                async move {
+                    ch.batcher
+                        .compare_and_swap(req)
+                        .await
+                        .map(tonic::Response::new)
+                }
             })
             .await?;
         Ok(CasOutcome {
@@ -280,7 +250,7 @@ impl Client {
                     key: key.clone(),
                     consistency: consistency as i32,
                 };
-                ch.get(req)
+                async move { ch.batcher.get(req).await.map(tonic::Response::new) }
             })
             .await?;
         Ok(r.found.then_some(r.value))
@@ -504,7 +474,7 @@ impl Inner {
     pub(crate) fn conn(&self, addr: &str) -> Result<Conn, ClientError> {
         let mut channels = self.channels.lock().expect("channels lock");
         if let Some(c) = channels.get(addr)
-            && c.batcher.as_ref().is_none_or(Batcher::is_alive)
+            && c.batcher.is_alive()
         {
             return Ok(c.clone());
         }
@@ -516,8 +486,7 @@ impl Inner {
                 .tcp_nodelay(true)
                 .connect_lazy(),
         };
-        let batcher = (self.config.batch_in_flight > 0)
-            .then(|| Batcher::spawn(channel.clone(), self.config.batch_in_flight));
+        let batcher = Batcher::spawn(channel.clone(), self.config.batch_in_flight);
         let conn = Conn { channel, batcher };
         channels.insert(addr.to_string(), conn.clone());
         Ok(conn)
