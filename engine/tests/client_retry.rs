@@ -278,6 +278,25 @@ async fn too_large_is_a_definite_failure_without_retries() {
     assert_eq!(leader.calls.load(Ordering::SeqCst), 1);
 }
 
+/// Regression (CI): with the batcher's encoding limit on lone calls, a value over the
+/// node's message bound never left the client (the stream was reset) and the put
+/// ended as "outcome unknown" instead of the node's TOO_LARGE.
+#[tokio::test]
+async fn regression_an_oversized_value_reaches_the_node_and_gets_too_large() {
+    let (leader, addr) = serve(Script {
+        value_max: 8,
+        ..Default::default()
+    })
+    .await;
+    let client = Client::connect(config(&[addr])).unwrap();
+    let e = client
+        .put("k", vec![0u8; 2 * 1024 * 1024])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::TooLarge(_)), "{e}");
+    assert_eq!(leader.calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn an_unreachable_cluster_fails_within_the_deadline() {
     // Bind and drop to get ports nothing listens on.

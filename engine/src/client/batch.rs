@@ -84,7 +84,10 @@ pub struct Batcher {
     queued: Arc<AtomicUsize>,
     /// One permit per batch (or lone call) outstanding.
     slots: Arc<Semaphore>,
-    client: KvClient<Channel>,
+    /// For calls sent alone: tonic's default limits, exactly as a plain single call,
+    /// so an oversized request reaches the node and gets its TOO_LARGE answer (a
+    /// client-side encoding limit would reset the stream instead).
+    alone: KvClient<Channel>,
     stats: Arc<BatchStats>,
 }
 
@@ -96,6 +99,7 @@ impl Batcher {
         let stats = Arc::new(BatchStats::default());
         let queued = Arc::new(AtomicUsize::new(0));
         let slots = Arc::new(Semaphore::new(in_flight));
+        let alone = KvClient::new(channel.clone());
         let client = KvClient::new(channel)
             .max_decoding_message_size(MAX_BATCH_REPLY_BYTES + MAX_CLIENT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
@@ -114,7 +118,7 @@ impl Batcher {
             queue,
             queued,
             slots,
-            client,
+            alone,
             stats,
         }
     }
@@ -136,7 +140,7 @@ impl Batcher {
         let op = op.op.expect("just set");
         let Some(queue) = self.queue.as_ref().filter(|_| bytes <= BATCH_OP_BYTES_MAX) else {
             self.stats.alone.fetch_add(1, Ordering::Relaxed);
-            return alone(self.client.clone(), op).await;
+            return alone(self.alone.clone(), op).await;
         };
         // Tokio's semaphore hands released permits to queued waiters first, so this
         // never overtakes a batch the dispatcher is waiting to send.
@@ -144,7 +148,7 @@ impl Batcher {
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             self.stats.alone.fetch_add(1, Ordering::Relaxed);
-            let result = alone(self.client.clone(), op).await;
+            let result = alone(self.alone.clone(), op).await;
             drop(slot);
             return result;
         }
