@@ -190,7 +190,7 @@ pub enum StorageBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub backend: StorageBackend,
-    /// Size of one preallocated log segment file.
+    /// Size of one preallocated log segment file (see `FileStorageOptions::segment_bytes`).
     pub segment_bytes: u64,
 }
 
@@ -198,7 +198,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             backend: StorageBackend::File,
-            segment_bytes: 64 * 1024 * 1024,
+            segment_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -188,3 +188,21 @@ fn round_trips_through_toml() {
     let back = Config::from_toml_str(&c.to_toml_string()).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn a_segment_too_small_for_the_largest_entry_is_refused() {
+    let text = "[storage]\nsegment_bytes = 1048576\n";
+    let found = problems(Config::from_toml_str(text).unwrap_err());
+    let p = found
+        .iter()
+        .find(|p| p.key == "storage.segment_bytes")
+        .unwrap_or_else(|| panic!("no problem for storage.segment_bytes: {found:?}"));
+    assert!(p.problem.contains("largest entry"), "{}", p.problem);
+    // The smallest accepted size holds a 1 MiB value with its key and headers.
+    let ok = format!(
+        "[storage]\nsegment_bytes = {}\n",
+        2 * d_engine_proto::limits::MAX_ENTRY_BYTES
+    );
+    let c = Config::from_toml_str(&ok).unwrap_or_else(|e| panic!("{e}"));
+    c.validate().unwrap();
+}

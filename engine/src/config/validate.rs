@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 
 use super::{Config, ConfigError};
 
+/// Smallest `storage.segment_bytes`: twice the largest entry (a 1 MiB value with its key,
+/// session and record headers), so any entry a client may send fits in a segment.
+const MIN_SEGMENT_BYTES: u64 = 2 * d_engine_proto::limits::MAX_ENTRY_BYTES as u64;
+
 /// One thing wrong with a configuration: the key and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -53,9 +57,9 @@ impl Config {
         p.positive("snapshot.chunk_bytes", s.chunk_bytes);
         p.positive("storage.segment_bytes", self.storage.segment_bytes);
         p.check(
-            self.storage.segment_bytes >= 64 * 1024,
+            self.storage.segment_bytes >= MIN_SEGMENT_BYTES,
             "storage.segment_bytes",
-            || "must be at least 65536".into(),
+            || format!("must be at least {MIN_SEGMENT_BYTES} (a segment holds the largest entry)"),
         );
         p.positive("network.connect_timeout_ms", n.connect_timeout_ms);
         p.positive("network.request_timeout_ms", n.request_timeout_ms);

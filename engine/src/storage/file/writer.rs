@@ -87,7 +87,7 @@ impl Writer {
             group: Group::default(),
         };
         match adopted_spare {
-            // A finished spare left by the previous run: no need to write 64 MiB again.
+            // A finished spare left by the previous run: no need to zero-fill a segment again.
             Some(path) => {
                 w.spare = std::thread::Builder::new()
                     .name("dengine-log-prealloc".into())
