@@ -642,3 +642,36 @@ fn truncation_leaves_no_marker_behind() {
         ),
     }
 }
+
+/// The default segment size changed (64 MiB, then 8 MiB): a log written with one size
+/// must open with another, keep every entry, and go on appending and rolling over.
+#[test]
+fn a_log_reopened_with_another_segment_size_keeps_every_entry() {
+    let dir = TestDir::new("resize-segments");
+    let big = FileStorageOptions {
+        segment_bytes: 256 * 1024,
+        ..Default::default()
+    };
+    let small = FileStorageOptions {
+        segment_bytes: 64 * 1024,
+        ..Default::default()
+    };
+    let mut last = 0;
+    for (round, opts) in [&big, &small, &big, &small].into_iter().enumerate() {
+        let e = FileStorageEngine::open(dir.path(), opts.clone())
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        assert_eq!(e.last_index(), last, "round {round}");
+        // Enough entries to roll over several times at either size.
+        for lo in (last + 1..=last + 3000).step_by(100) {
+            e.append(ents(lo, lo + 99, 1), None).wait().unwrap();
+        }
+        last += 3000;
+        assert_eq!(
+            e.entries(1, last + 1).unwrap(),
+            ents(1, last, 1),
+            "round {round}"
+        );
+    }
+    let e = FileStorageEngine::open(dir.path(), big).unwrap();
+    assert_eq!(e.entries(1, last + 1).unwrap(), ents(1, last, 1));
+}
