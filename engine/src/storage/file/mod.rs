@@ -66,7 +66,7 @@ pub struct FileStorageOptions {
     ///
     /// 8 MiB by default: each segment is filled with zeros and synced by a background
     /// thread before it is needed, and that sync competes with the group commits of
-    /// every process on the disk. 64 MiB segments put a 40-75 ms stall into the p99.9
+    /// every process on the disk. 64 MiB segments put a 40-90 ms stall into the p99.9
     /// of a 64-client write benchmark at every rollover; 16 MiB 24-33 ms, 8 MiB 16-18
     /// ms, with the same throughput (bench/RESULTS.md).
     pub segment_bytes: u64,
