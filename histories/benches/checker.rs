@@ -1,5 +1,5 @@
 //! Checker speed on Porcupine's key-value test histories, for comparison with
-//! Porcupine's own timings in the fixtures README:
+//! Porcupine's own timings in testdata/porcupine-kv/README.md:
 //!
 //! ```text
 //! cargo bench -p d-engine-histories --bench checker
@@ -13,7 +13,7 @@ use d_engine_histories::{CheckOptions, Format, KvModel, Operation, Verdict, chec
 
 fn fixture(name: &str) -> Vec<Operation> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/porcupine-kv")
+        .join("testdata/porcupine-kv")
         .join(format!("{name}.txt"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     pair(&import::read(Format::PorcupineKv, &bytes).unwrap()).unwrap()

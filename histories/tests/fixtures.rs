@@ -1,5 +1,5 @@
 //! The six key-value histories from Porcupine's test data, whose verdicts are
-//! known (see the fixtures README).
+//! known (see testdata/porcupine-kv/README.md; MIT, LICENSE.md there).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use d_engine_histories::{CheckOptions, Format, KvModel, Operation, Verdict, chec
 
 fn fixture(name: &str) -> Vec<Operation> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/porcupine-kv")
+        .join("testdata/porcupine-kv")
         .join(format!("{name}.txt"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     pair(&import::read(Format::PorcupineKv, &bytes).unwrap()).unwrap()
