@@ -74,6 +74,7 @@ fn every_payload_kind_round_trips<B: EngineBackend>(b: &mut B) {
                 voters: [1, 2, 3].into(),
                 voters_outgoing: [1, 2].into(),
                 learners: [9].into(),
+                addresses: [(9, "127.0.0.1:9009".to_string())].into(),
             }),
         },
         Entry {

@@ -28,6 +28,8 @@ pub const MAX_PEER_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Most node ids in a membership or in one admin request.
 pub const MAX_MEMBERS: usize = 64;
+/// Longest member address (`host:port`), in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 256;
 /// Largest `limit` of a scan, and the one used when a request says 0.
 pub const MAX_SCAN_LIMIT: u32 = 10_000;
 pub const DEFAULT_SCAN_LIMIT: u32 = 1_000;

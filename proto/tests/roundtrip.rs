@@ -45,6 +45,10 @@ fn membership() -> Option<Membership> {
         voters: vec![1, 2, 3],
         voters_outgoing: vec![1, 2, 4],
         learners: vec![5],
+        addresses: vec![MemberAddress {
+            id: 5,
+            addr: "127.0.0.1:9005".into(),
+        }],
     })
 }
 

@@ -1,5 +1,7 @@
 //! What the runtime feeds into the core.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use super::message::Message;
@@ -48,8 +50,14 @@ pub enum Event {
         id: u64,
         consistency: ReadConsistency,
     },
-    /// A membership change request.
-    ChangeMembership { id: u64, changes: Vec<ConfChange> },
+    /// A membership change request. `addresses` gives where added nodes listen; it
+    /// is recorded in the new membership (an address given for an existing member
+    /// replaces the old one).
+    ChangeMembership {
+        id: u64,
+        changes: Vec<ConfChange>,
+        addresses: BTreeMap<NodeId, String>,
+    },
     /// Hand leadership to `target`.
     TransferLeader { target: NodeId },
     /// Build a snapshot now, regardless of the policy.

@@ -94,6 +94,7 @@ mod tests {
             voters: set(&[1, 2, 3]),
             voters_outgoing: set(&[3, 4, 5]),
             learners: set(&[]),
+            ..Default::default()
         };
         let acked = |id: NodeId| [0, 9, 9, 2, 1, 1][id as usize];
         assert_eq!(committed_index(&m, acked), 1);
@@ -115,6 +116,7 @@ mod tests {
             voters: set(&[1, 2, 3]),
             voters_outgoing: set(&[1, 4, 5]),
             learners: set(&[]),
+            ..Default::default()
         };
         assert_eq!(
             vote_result(&j, |id| (id <= 3).then_some(true)),

@@ -142,7 +142,11 @@ impl Raft {
             Event::Message { from, msg } => self.on_message(from, msg),
             Event::Propose(ps) => self.propose(ps),
             Event::Read { id, consistency } => self.read(id, consistency),
-            Event::ChangeMembership { id, changes } => self.change_membership(id, changes),
+            Event::ChangeMembership {
+                id,
+                changes,
+                addresses,
+            } => self.change_membership(id, changes, addresses),
             Event::TransferLeader { target } => self.transfer_leader(target),
             Event::SnapshotNow => self.maybe_take_snapshot(true),
             Event::Campaign => {

@@ -4,7 +4,7 @@
 //! the core stays free of codegen, and the network layer converts at the edge.
 //! Storage backends persist these types with their own binary encoding.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
@@ -28,11 +28,17 @@ pub struct ClientSession {
 /// `voters_outgoing` is non-empty only during joint consensus (C_old,new): then a
 /// decision needs a majority of `voters` *and* a majority of `voters_outgoing`.
 /// Learners receive the log but never vote and never count towards a quorum.
+///
+/// `addresses` says where each member listens (`host:port`). It travels with the
+/// membership through config entries and snapshot metas, so a node restarted from any
+/// durable state knows every current member and can dial it. The core only carries it
+/// along (adds what a change names, drops what leaves); it never dials anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     pub voters_outgoing: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Membership {
@@ -65,6 +71,12 @@ impl Membership {
         all.extend(self.voters_outgoing.iter().copied());
         all.extend(self.learners.iter().copied());
         all
+    }
+
+    /// Drops the addresses of nodes that are no longer members.
+    pub fn retain_member_addresses(&mut self) {
+        let members = self.members();
+        self.addresses.retain(|id, _| members.contains(id));
     }
 }
 

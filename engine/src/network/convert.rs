@@ -25,6 +25,14 @@ pub fn membership_to_pb(m: &Membership) -> pb::Membership {
         voters: m.voters.iter().copied().collect(),
         voters_outgoing: m.voters_outgoing.iter().copied().collect(),
         learners: m.learners.iter().copied().collect(),
+        addresses: m
+            .addresses
+            .iter()
+            .map(|(&id, addr)| pb::MemberAddress {
+                id,
+                addr: addr.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -41,11 +49,32 @@ pub fn membership_from_pb(m: &pb::Membership) -> Result<Membership, DecodeError>
     {
         return Err(malformed("membership contains node id 0"));
     }
-    Ok(Membership {
+    let mut out = Membership {
         voters: m.voters.iter().copied().collect(),
         voters_outgoing: m.voters_outgoing.iter().copied().collect(),
         learners: m.learners.iter().copied().collect(),
-    })
+        addresses: Default::default(),
+    };
+    let members = out.members();
+    for a in &m.addresses {
+        if !members.contains(&a.id) {
+            return Err(malformed(format!(
+                "address for node {} that is not a member",
+                a.id
+            )));
+        }
+        if a.addr.is_empty() || a.addr.len() > d_engine_proto::limits::MAX_ADDRESS_BYTES {
+            return Err(malformed(format!(
+                "address of node {} has {} bytes",
+                a.id,
+                a.addr.len()
+            )));
+        }
+        if out.addresses.insert(a.id, a.addr.clone()).is_some() {
+            return Err(malformed(format!("two addresses for node {}", a.id)));
+        }
+    }
+    Ok(out)
 }
 
 pub fn snapshot_meta_to_pb(m: &SnapshotMeta) -> pb::SnapshotMeta {

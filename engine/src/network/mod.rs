@@ -11,6 +11,6 @@ pub(crate) mod kv_service;
 pub(crate) mod peer_link;
 pub(crate) mod peer_service;
 
-pub use address_book::{AddressBook, RESERVED_KEY_PREFIX, member_key, parse_member_key};
+pub use address_book::{AddressBook, RESERVED_KEY_PREFIX};
 pub use client_context::LeaderView;
 pub use peer_service::RefusedCounters;

@@ -65,6 +65,7 @@ fn initial_membership(c: &Config) -> Membership {
         } else {
             m.voters.insert(member.id);
         }
+        m.addresses.insert(member.id, member.addr.clone());
     }
     m
 }
@@ -171,6 +172,10 @@ pub(crate) fn build(
     let seed = seed_from_entropy() ^ config.node.id;
     let raft = Raft::new(config.node.id, core_config(&config), seed, restored)
         .map_err(ConsensusError::from)?;
+    // The configured members seed the book; the durable membership (snapshot meta and
+    // config entries) says where the current members are and wins over them. Data
+    // written before memberships carried addresses has none: then the book is the
+    // configuration's, as it was.
     let book = AddressBook::new(
         config
             .cluster
@@ -178,6 +183,7 @@ pub(crate) fn build(
             .iter()
             .map(|m| (m.id, m.addr.clone())),
     );
+    super::event_loop::learn_addresses(&book, config.node.id, raft.membership());
     Ok(Parts {
         config: Arc::new(config),
         shutdown,

@@ -13,7 +13,7 @@
 //! message answers one request the loop made, so their length is bounded by the
 //! writes and applies in flight, which Raft's own flow control bounds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
@@ -30,13 +30,13 @@ use super::status::{NodeStatus, PeerStatus};
 use super::waiters::Waiters;
 use crate::config::Config;
 use crate::core::{
-    Action, Body, ConfChange, Entry, EntryPayload, Event, LogIndex, Message, NodeId, Proposal,
-    Raft, ReadConsistency, Role, SendWhen, SnapshotMeta,
+    Action, Body, ConfChange, Entry, EntryPayload, Event, LogIndex, Membership, Message, NodeId,
+    Proposal, Raft, ReadConsistency, Role, SendWhen, SnapshotMeta,
 };
 use crate::error::{Error, StorageError};
 use crate::network::peer_link::Peers;
-use crate::network::{AddressBook, LeaderView, member_key, parse_member_key};
-use crate::storage::{KvCommand, StorageEngine};
+use crate::network::{AddressBook, LeaderView};
+use crate::storage::StorageEngine;
 
 /// Most queued requests taken per loop turn before the core runs, so one busy queue
 /// cannot starve the timer or the other queue.
@@ -337,28 +337,15 @@ impl EventLoop {
     }
 
     fn on_admin(&mut self, op: AdminOp, reply: super::request::Reply<u64>) {
+        let mut addresses = BTreeMap::new();
         let changes = match op {
             AdminOp::AddLearners(list) => {
-                // Commit the addresses first (same log, earlier index), so any node that
-                // later leads can reach the learners; this leader can reach them now.
-                let mut puts = Vec::new();
-                for (id, addr) in &list {
-                    self.book.insert(*id, addr.clone());
-                    let data = KvCommand::Put {
-                        key: member_key(*id),
-                        value: Bytes::from(addr.clone()),
-                    }
-                    .encode();
-                    puts.push(Proposal {
-                        id: self.waiters.next_id(),
-                        session: None,
-                        data,
-                    });
-                }
-                self.raft.step(Event::Propose(puts));
-                list.iter()
-                    .map(|(id, _)| ConfChange::AddLearner(*id))
-                    .collect()
+                // The addresses become part of the membership the change appends, so
+                // every node that stores it (and every later snapshot) can reach them.
+                let changes = list.iter().map(|(id, _)| ConfChange::AddLearner(*id));
+                let changes = changes.collect();
+                addresses.extend(list);
+                changes
             }
             AdminOp::Promote(ids) => ids.into_iter().map(ConfChange::Promote).collect(),
             AdminOp::Remove(ids) => ids.into_iter().map(ConfChange::Remove).collect(),
@@ -371,7 +358,11 @@ impl EventLoop {
         };
         let id = self.waiters.next_id();
         self.waiters.membership.insert(id, reply);
-        self.raft.step(Event::ChangeMembership { id, changes });
+        self.raft.step(Event::ChangeMembership {
+            id,
+            changes,
+            addresses,
+        });
     }
 
     fn start_transfer(&mut self, target: NodeId, reply: super::request::Reply<u64>) {
@@ -541,6 +532,11 @@ impl EventLoop {
                     {
                         self.truncate(t);
                     }
+                    for e in &entries {
+                        if let EntryPayload::Config(m) = &e.payload {
+                            learn_addresses(&self.book, self.raft.id(), m);
+                        }
+                    }
                     if !entries.is_empty() || pending_hs.is_some() {
                         self.write(entries, pending_hs.take());
                     }
@@ -552,10 +548,7 @@ impl EventLoop {
                         self.persist.hold(to, msg);
                     }
                 }
-                Action::Apply { entries } => {
-                    self.learn_addresses(&entries);
-                    self.send_apply(ApplyJob::Entries(entries));
-                }
+                Action::Apply { entries } => self.send_apply(ApplyJob::Entries(entries)),
                 Action::ProposeResult { id, result } => self.on_propose_result(id, result),
                 Action::ReadResult { id, result } => self.on_read_result(id, result),
                 Action::MembershipResult { id, result } => {
@@ -585,6 +578,7 @@ impl EventLoop {
                 } => {
                     // Storage keeps the log after the snapshot point only if it matches
                     // (same rule the core applied to decide `keep_suffix`).
+                    learn_addresses(&self.book, self.raft.id(), &meta.membership);
                     match self.snapshot_inbox.remove(&from) {
                         Some(data) => {
                             info!(
@@ -657,20 +651,6 @@ impl EventLoop {
                 }
             }),
         );
-    }
-
-    /// Entries that commit a node's address under the reserved key update the book.
-    fn learn_addresses(&mut self, entries: &[Entry]) {
-        for e in entries {
-            if let EntryPayload::Command { data, .. } = &e.payload
-                && data.len() < 512
-                && let Ok(KvCommand::Put { key, value }) = KvCommand::decode(data)
-                && let Some(id) = parse_member_key(&key)
-                && let Ok(addr) = std::str::from_utf8(&value)
-            {
-                self.book.insert(id, addr.to_string());
-            }
-        }
     }
 
     fn on_propose_result(
@@ -756,5 +736,16 @@ impl EventLoop {
         let members = self.raft.membership().members();
         self.peers
             .retain(|id| members.contains(&id) || self.book.contains(id));
+    }
+}
+
+/// Records the addresses a membership carries. This node's own entry is left alone (it
+/// knows where it listens), and so is a placeholder port 0 (a configuration that lets
+/// the OS choose: the real address is learned once bound).
+pub(crate) fn learn_addresses(book: &AddressBook, me: NodeId, m: &Membership) {
+    for (&id, addr) in &m.addresses {
+        if id != me && !addr.ends_with(":0") && book.get(id).as_deref() != Some(addr.as_str()) {
+            book.insert(id, addr.clone());
+        }
     }
 }

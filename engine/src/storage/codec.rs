@@ -6,7 +6,7 @@
 //! know instead of guessing. Decoding never panics: every read is bounds-checked and
 //! reports [`DecodeError`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
@@ -15,7 +15,11 @@ use crate::core::types::{
 };
 
 /// Format version of encoded payloads, hard states and snapshot metas.
-pub const CODEC_VERSION: u8 = 1;
+/// 2: a membership carries its members' addresses. Version 1 is still read (its
+/// memberships have no addresses; bootstrap fills them from the configuration).
+pub const CODEC_VERSION: u8 = 2;
+/// The oldest version this release reads.
+pub const CODEC_VERSION_MIN: u8 = 1;
 
 const TAG_NOOP: u8 = 0;
 const TAG_COMMAND: u8 = 1;
@@ -58,11 +62,23 @@ impl Writer<'_> {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The codec version the bytes were written with: set by [`Reader::version`], or
+    /// by a container that carries its own version ([`Reader::with_version`]).
+    codec_version: u8,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            codec_version: CODEC_VERSION,
+        }
+    }
+    /// Bytes written by an older codec version (named by their container).
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.codec_version = version;
+        self
     }
     pub fn position(&self) -> usize {
         self.pos
@@ -109,9 +125,10 @@ impl<'a> Reader<'a> {
     }
     pub fn version(&mut self, what: &str) -> Result<(), DecodeError> {
         let v = self.u8()?;
-        if v != CODEC_VERSION {
+        if !(CODEC_VERSION_MIN..=CODEC_VERSION).contains(&v) {
             return Err(DecodeError(format!("{what}: unknown format version {v}")));
         }
+        self.codec_version = v;
         Ok(())
     }
     pub fn finish(&self, what: &str) -> Result<(), DecodeError> {
@@ -129,6 +146,11 @@ pub fn put_membership(w: &mut Writer<'_>, m: &Membership) {
     w.set(&m.voters);
     w.set(&m.voters_outgoing);
     w.set(&m.learners);
+    w.u32(m.addresses.len() as u32);
+    for (id, addr) in &m.addresses {
+        w.u64(*id);
+        w.bytes(addr.as_bytes());
+    }
 }
 
 pub fn get_membership(r: &mut Reader<'_>) -> Result<Membership, DecodeError> {
@@ -136,7 +158,29 @@ pub fn get_membership(r: &mut Reader<'_>) -> Result<Membership, DecodeError> {
         voters: r.set()?,
         voters_outgoing: r.set()?,
         learners: r.set()?,
+        addresses: if r.codec_version >= 2 {
+            get_addresses(r)?
+        } else {
+            BTreeMap::new()
+        },
     })
+}
+
+fn get_addresses(r: &mut Reader<'_>) -> Result<BTreeMap<u64, String>, DecodeError> {
+    let n = r.u32()? as usize;
+    // Each address takes at least 12 bytes (id and length): refuse counts the buffer
+    // cannot hold before allocating.
+    if n > r.remaining() / 12 {
+        return Err(DecodeError(format!("{n} addresses exceed the buffer")));
+    }
+    (0..n)
+        .map(|_| {
+            let id = r.u64()?;
+            let addr = std::str::from_utf8(r.bytes()?)
+                .map_err(|_| DecodeError(format!("address of node {id} is not UTF-8")))?;
+            Ok((id, addr.to_string()))
+        })
+        .collect()
 }
 
 /// Encodes an entry payload (the log record header carries term and index).
@@ -170,7 +214,9 @@ pub fn payload_encoded_len(p: &EntryPayload) -> usize {
         EntryPayload::Noop => 2,
         EntryPayload::Command { data, .. } => 2 + 17 + 4 + data.len(),
         EntryPayload::Config(m) => {
-            2 + 12 + 8 * (m.voters.len() + m.voters_outgoing.len() + m.learners.len())
+            2 + 16
+                + 8 * (m.voters.len() + m.voters_outgoing.len() + m.learners.len())
+                + m.addresses.values().map(|a| 12 + a.len()).sum::<usize>()
         }
     }
 }
@@ -334,6 +380,7 @@ mod tests {
                     voters: [1, 2, 3].into(),
                     voters_outgoing: [1, 2].into(),
                     learners: [4].into(),
+                    addresses: [(4, "127.0.0.1:9004".to_string())].into(),
                 }),
             },
         ]
@@ -360,6 +407,29 @@ mod tests {
         assert!(decode_payload(&[CODEC_VERSION, 7]).is_err());
         // A set length that would need gigabytes is refused before allocating.
         assert!(decode_payload(&[CODEC_VERSION, TAG_CONFIG, 255, 255, 255, 255]).is_err());
+    }
+
+    #[test]
+    fn version_1_memberships_still_decode_without_addresses() {
+        // What release 1 wrote for a config entry: version 1, the tag, three sets.
+        let mut v1 = vec![1, TAG_CONFIG];
+        let mut w = Writer(&mut v1);
+        w.set(&[1, 2].into());
+        w.set(&BTreeSet::new());
+        w.set(&[3].into());
+        let m = match decode_payload(&v1).unwrap() {
+            EntryPayload::Config(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m.voters, [1, 2].into());
+        assert_eq!(m.learners, [3].into());
+        assert!(m.addresses.is_empty());
+        // The same bytes labelled version 2 lack the address list: an error.
+        v1[0] = 2;
+        assert!(decode_payload(&v1).is_err());
+        // An address count the buffer cannot hold is refused before allocating.
+        v1.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_payload(&v1).is_err());
     }
 
     #[test]

@@ -416,8 +416,9 @@ impl KvState {
 
 /// Magic bytes opening a snapshot image.
 pub const IMAGE_MAGIC: &[u8; 8] = b"DENGSNAP";
-/// Image format version.
-pub const IMAGE_VERSION: u32 = 1;
+/// Image format version. 2: memberships carry addresses (codec version 2); 1 is
+/// still read.
+pub const IMAGE_VERSION: u32 = 2;
 
 /// Builds a snapshot image incrementally (so a backend can encode from an iterator):
 /// magic, version, meta, sessions, key-value pairs, then a CRC32C of everything before
@@ -492,11 +493,16 @@ pub fn decode_image(
     }
     let mut r = Reader::new(&body[8..]);
     let version = r.u32()?;
-    if version != IMAGE_VERSION {
-        return Err(DecodeError(format!(
-            "unknown snapshot image version {version}"
-        )));
-    }
+    let codec_version = match version {
+        1 => 1,
+        IMAGE_VERSION => codec::CODEC_VERSION,
+        _ => {
+            return Err(DecodeError(format!(
+                "unknown snapshot image version {version}"
+            )));
+        }
+    };
+    let mut r = r.with_version(codec_version);
     let meta = codec::get_snapshot_meta(&mut r)?;
     let mut sessions = BTreeMap::new();
     while r.u8()? == 1 {

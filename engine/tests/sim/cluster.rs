@@ -457,7 +457,15 @@ impl Cluster {
     pub fn change_membership(&mut self, node: NodeId, changes: Vec<ConfChange>) {
         self.next_req += 1;
         let req = self.next_req;
-        self.step(node, Event::ChangeMembership { id: req, changes });
+        let addresses = Default::default();
+        self.step(
+            node,
+            Event::ChangeMembership {
+                id: req,
+                changes,
+                addresses,
+            },
+        );
     }
 
     // ----- storage, crashes -----

@@ -177,7 +177,8 @@ pub fn valid_record_after(buf: &[u8], from: usize) -> bool {
 /// Meta file (hard state + compaction point):
 /// magic "DENGMETA" | version u32 | body_len u32 | body | crc32c of all before it.
 pub const META_MAGIC: &[u8; 8] = b"DENGMETA";
-pub const META_VERSION: u32 = 1;
+/// 2: memberships carry addresses (codec version 2); 1 is still read.
+pub const META_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests {

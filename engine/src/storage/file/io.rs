@@ -180,9 +180,12 @@ pub fn read_meta(dir: &Path) -> Result<Option<Meta>> {
         return Err(corrupt(0, "bad meta file header"));
     }
     let version = le32(&buf, 8);
-    if version != META_VERSION {
-        return Err(StorageError::UnsupportedVersion { path, version });
-    }
+    // Meta version 1 holds codec version 1 (memberships without addresses).
+    let codec_version = match version {
+        1 => 1,
+        META_VERSION => codec::CODEC_VERSION,
+        _ => return Err(StorageError::UnsupportedVersion { path, version }),
+    };
     let body_len = le32(&buf, 12) as usize;
     if buf.len() != 16 + body_len + 4 {
         return Err(corrupt(12, "meta file length does not match its header"));
@@ -191,7 +194,7 @@ pub fn read_meta(dir: &Path) -> Result<Option<Meta>> {
     if le32(&buf, crc_at) != crc32c::crc32c(&buf[..crc_at]) {
         return Err(corrupt(crc_at, "meta file checksum mismatch"));
     }
-    let mut r = Reader::new(&buf[16..crc_at]);
+    let mut r = Reader::new(&buf[16..crc_at]).with_version(codec_version);
     let parsed = (|| {
         let meta = Meta {
             hard_state: codec::get_hard_state(&mut r)?,
