@@ -30,6 +30,14 @@ pub enum StorageError {
     /// The data directory exists but is not a directory.
     #[error("{path} is not a directory")]
     NotADirectory { path: PathBuf },
+    /// Another process (or another open store in this one) uses the directory. Nothing
+    /// in it was read or changed. The lock goes away with its holder, so this is never
+    /// stale: stop the process named by `pid`, or use another directory.
+    #[error(
+        "{dir} is in use by another process ({}); only one process may open a data directory",
+        describe_pid(.pid)
+    )]
+    Locked { dir: PathBuf, pid: Option<u32> },
     /// Bytes on disk are damaged somewhere a crash cannot explain (not a torn tail).
     /// The engine refuses to start rather than silently losing acknowledged data.
     #[error("corrupt data in {path} at offset {offset}: {reason}")]
@@ -109,6 +117,13 @@ impl StorageError {
             StorageError::Failed(inner) => inner.is_disk_full(),
             _ => false,
         }
+    }
+}
+
+fn describe_pid(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".into(),
     }
 }
 

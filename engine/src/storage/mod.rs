@@ -23,6 +23,7 @@
 
 pub mod codec;
 pub mod completion;
+pub mod dir_lock;
 mod engine;
 mod error;
 pub mod file;
@@ -30,9 +31,11 @@ pub mod kv;
 mod memory;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
+pub mod session_table;
 mod state_machine;
 
 pub use completion::{Callback, Pending, pending};
+pub use dir_lock::DirLock;
 pub use engine::{RecoveredLog, StorageEngine, recover};
 pub use error::{Result, StorageError};
 pub use file::{FileStateMachine, FileStorageEngine, FileStorageOptions};
@@ -40,4 +43,5 @@ pub use kv::{KvCommand, KvResult};
 pub use memory::{MemStateMachine, MemStorageEngine};
 #[cfg(feature = "rocksdb")]
 pub use rocksdb::{RocksDBStateMachine, RocksDBStorageEngine};
+pub use session_table::{SESSION_IDLE_ENTRIES_MAX, SESSIONS_MAX};
 pub use state_machine::{SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotChunks, StateMachine};

@@ -27,8 +27,9 @@
 //!   followed by a valid one" and the engine refuses to start instead of guessing; no
 //!   acknowledged entry is at risk, but an operator must look (the error names the file
 //!   and offset). A process kill (`kill -9`) cannot cause this: the page cache survives.
-//! - One process per directory: there is no lock file (`File::lock` needs Rust 1.89,
-//!   above the workspace's minimum); the node's data-directory layout must ensure it.
+//! - One process per directory: opening takes an exclusive `flock` on `LOCK` first
+//!   ([`DirLock`](crate::storage::DirLock)); a second open fails with
+//!   `StorageError::Locked` naming the holder's pid, before it reads or repairs anything.
 //! - After an I/O error (including a full disk) the writer stops: every later request
 //!   fails with `StorageError::Failed` until the engine is reopened, because after a
 //!   failed `fsync` the page cache no longer says what is on disk.
@@ -54,6 +55,7 @@ pub use state_machine::FileStateMachine;
 use self::format::{REC_HEADER_BYTES, parse_record, record_payload};
 use super::codec;
 use super::completion::Callback;
+use super::dir_lock::DirLock;
 use super::engine::StorageEngine;
 use super::error::{Result, StorageError};
 use super::memory::check_range;
@@ -146,6 +148,9 @@ impl View {
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub view: RwLock<View>,
+    /// Held by everything that may still write (the writer thread keeps a clone), so
+    /// the directory is released only after the last write.
+    pub _lock: DirLock,
 }
 
 impl Shared {

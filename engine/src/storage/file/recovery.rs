@@ -14,6 +14,7 @@ use super::io;
 use super::writer::Writer;
 use super::{FileStorageOptions, Loc, Segment, Shared, View};
 use crate::core::types::{LogIndex, SnapshotMeta, Term};
+use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
 
 /// One segment as found on disk.
@@ -150,6 +151,9 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
     }
     let started = Instant::now();
     io::ensure_dir(dir)?;
+    // Before anything is read or repaired: what looks like a torn tail or a leftover
+    // temp file may be another live process's write in progress.
+    let lock = DirLock::acquire(dir)?;
     let meta = io::read_meta(dir)?.unwrap_or_default();
     let (hard_state, snapshot) = (meta.hard_state, meta.snapshot.clone());
     let mut seqs = Vec::new();
@@ -193,6 +197,7 @@ pub(crate) fn open(dir: &Path, options: FileStorageOptions) -> Result<(Arc<Share
         (hard_state, snapshot),
         max_seq,
         adopted_spare,
+        lock,
     )?;
     if meta.zeroing.is_some() {
         // The unfinished truncation's range was zeroed and synced by `build`.
@@ -291,6 +296,7 @@ fn build(
     (hard_state, snapshot): (crate::core::types::HardState, SnapshotMeta),
     max_seq: u64,
     adopted_spare: Option<PathBuf>,
+    lock: DirLock,
 ) -> Result<(Arc<Shared>, Writer)> {
     let mut locs = VecDeque::new();
     let mut segments = BTreeMap::new();
@@ -362,6 +368,7 @@ fn build(
         });
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
+        _lock: lock,
         view: RwLock::new(View {
             hard_state,
             snapshot: snapshot.clone(),

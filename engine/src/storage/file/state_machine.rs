@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::io;
 use crate::core::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::kv::{KvState, image_checksum};
 use crate::storage::memory::decode_checked;
@@ -37,6 +38,8 @@ struct DurableSnapshot {
 /// and the node replays the log after it.
 pub struct FileStateMachine {
     dir: PathBuf,
+    /// One process per directory, for as long as this is open.
+    _lock: DirLock,
     node_id: NodeId,
     state: RwLock<KvState>,
     durable: Mutex<Option<DurableSnapshot>>,
@@ -64,6 +67,9 @@ impl FileStateMachine {
     pub fn open(path: impl AsRef<Path>, node_id: NodeId) -> Result<Self> {
         let dir = path.as_ref().to_path_buf();
         io::ensure_dir(&dir)?;
+        // Before the clean-up below: a `.tmp` may be another live process's snapshot
+        // being written.
+        let lock = DirLock::acquire(&dir)?;
         let mut found = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("listing", &dir, e))? {
             let entry = entry.map_err(|e| StorageError::io("listing", &dir, e))?;
@@ -95,6 +101,7 @@ impl FileStateMachine {
         info!(node_id, dir = %dir.display(), last_applied = state.applied.last_index, "state machine opened");
         Ok(FileStateMachine {
             dir,
+            _lock: lock,
             node_id,
             state: RwLock::new(state),
             durable: Mutex::new(durable),

@@ -14,11 +14,14 @@ use super::{db_err, index_key};
 use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use crate::storage::codec;
 use crate::storage::completion::Callback;
+use crate::storage::dir_lock::DirLock;
 use crate::storage::engine::{StorageEngine, check_append};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::file::io::ensure_dir;
 use crate::storage::memory::check_range;
 
+/// Our lock file in the database directory (RocksDB's is `LOCK`).
+const LOCK_FILE: &str = "dengine.lock";
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
 const KEY_HARD_STATE: &[u8] = b"hard_state";
@@ -66,6 +69,9 @@ struct Shared {
     db: DB,
     path: PathBuf,
     view: RwLock<View>,
+    /// One process per directory; after `db`, so it is released once the database
+    /// is closed.
+    _lock: DirLock,
 }
 
 impl Shared {
@@ -110,6 +116,10 @@ impl RocksDBStorageEngine {
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         ensure_dir(&path)?;
+        // RocksDB's own `LOCK` refuses a second process with a message that names
+        // neither the holder nor the cause; ours says both. Another name, since the
+        // directory is RocksDB's (it ignores files it does not know).
+        let lock = DirLock::acquire_named(&path, LOCK_FILE)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -122,6 +132,7 @@ impl RocksDBStorageEngine {
             db,
             path: path.clone(),
             view: RwLock::new(view),
+            _lock: lock,
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let w = shared.clone();

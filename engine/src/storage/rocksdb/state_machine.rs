@@ -14,11 +14,11 @@ use rocksdb::{
 use super::db_err;
 use crate::core::types::{Entry, SnapshotMeta};
 use crate::storage::codec::{self, Reader, Writer};
+use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::file::io::{ensure_dir, remove_file, write_atomic};
-use crate::storage::kv::{
-    Applier, ImageEncoder, KvStore, SessionRecord, decode_image, image_checksum,
-};
+use crate::storage::kv::{Applier, ImageEncoder, KvStore, decode_image, image_checksum};
+use crate::storage::session_table::{SessionRecord, SessionTable};
 use crate::storage::state_machine::{
     SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, chunks_of, collect_chunks,
 };
@@ -33,7 +33,7 @@ const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
 
 /// The applier's in-memory copy of the replicated bookkeeping.
 struct ApplyState {
-    sessions: BTreeMap<u64, SessionRecord>,
+    sessions: SessionTable,
     applied: SnapshotMeta,
     durable: SnapshotMeta,
 }
@@ -46,6 +46,8 @@ pub struct RocksDBStateMachine {
     db_path: PathBuf,
     /// Held while applying: one applier at a time, and snapshots see whole batches.
     state: Mutex<ApplyState>,
+    /// One process per directory (last, so it is released after the database closes).
+    _lock: DirLock,
 }
 
 /// Pending writes of a batch over the database, so later commands of the same batch
@@ -96,6 +98,7 @@ fn encode_session(r: &SessionRecord) -> Vec<u8> {
     w.u8(codec::CODEC_VERSION);
     w.u64(r.last_seq);
     w.bytes(&r.last_result);
+    w.u64(r.last_index);
     out
 }
 
@@ -104,10 +107,13 @@ fn decode_session(b: &[u8]) -> std::result::Result<SessionRecord, codec::DecodeE
     r.version("session record")?;
     let last_seq = r.u64()?;
     let last_result = Bytes::copy_from_slice(r.bytes()?);
+    // Codec version 1 records have no index: 0 makes them the first to go.
+    let last_index = if r.remaining() >= 8 { r.u64()? } else { 0 };
     r.finish("session record")?;
     Ok(SessionRecord {
         last_seq,
         last_result,
+        last_index,
     })
 }
 
@@ -116,6 +122,10 @@ impl RocksDBStateMachine {
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let dir = path.as_ref().to_path_buf();
         ensure_dir(&dir)?;
+        // RocksDB would refuse a second process too, but with a message that names
+        // neither the holder nor the cause; and the snapshot temp file beside the
+        // database is ours to protect.
+        let lock = DirLock::acquire(&dir)?;
         let db_path = dir.join("db");
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -143,7 +153,7 @@ impl RocksDBStateMachine {
         };
         let applied = read_meta(KEY_APPLIED)?;
         let durable = read_meta(KEY_DURABLE)?;
-        let mut sessions = BTreeMap::new();
+        let mut sessions = SessionTable::default();
         let sess_cf = db
             .cf_handle(CF_SESSIONS)
             .expect("opened with this column family");
@@ -164,6 +174,7 @@ impl RocksDBStateMachine {
                 applied,
                 durable,
             }),
+            _lock: lock,
         })
     }
 
@@ -250,8 +261,10 @@ impl StateMachine for RocksDBStateMachine {
         }
         let sess_cf = self.cf(CF_SESSIONS)?;
         for id in touched {
-            if let Some(r) = sessions.get(&id) {
-                batch.put_cf(sess_cf, id.to_be_bytes(), encode_session(r));
+            match sessions.get(id) {
+                Some(r) => batch.put_cf(sess_cf, id.to_be_bytes(), encode_session(r)),
+                // Expired or evicted.
+                None => batch.delete_cf(sess_cf, id.to_be_bytes()),
             }
         }
         batch.put_cf(
