@@ -34,6 +34,23 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error of the last attempt, knowing whether an earlier one may have been
+    /// applied (a refusal now does not undo an earlier attempt's effect).
+    pub(crate) fn after_attempts(self, earlier_maybe_applied: bool) -> ClientError {
+        match self {
+            ClientError::Server {
+                code,
+                message,
+                maybe_applied,
+            } => ClientError::Server {
+                code,
+                message,
+                maybe_applied: maybe_applied || earlier_maybe_applied,
+            },
+            other => other,
+        }
+    }
+
     /// True if the operation may or may not have taken effect (record it as `info`).
     /// False means it definitely did not (record it as `fail`).
     pub fn outcome_unknown(&self) -> bool {

@@ -147,18 +147,31 @@ impl Client {
         F: Fn(Conn, Option<RequestHeader>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        let session = self
-            .inner
-            .config
-            .sessions
-            .then(|| self.inner.sessions.checkout());
+        let sessions = &self.inner.sessions;
+        let mut session = self.inner.config.sessions.then(|| sessions.checkout());
         let header = self.request_header(session);
-        let result = self
+        let mut result = self
             .inner
             .execute(OpKind::Write, |ch| attempt(ch, header))
             .await;
+        if let Err(ClientError::Server {
+            code: ErrorCode::SessionExpired,
+            maybe_applied: false,
+            ..
+        }) = &result
+        {
+            // The cluster dropped this session (idle or evicted) and applied nothing:
+            // no attempt of this write can have taken effect. Open a new session and
+            // send it again; the old one is not returned to the pool.
+            session = Some(SessionPool::fresh());
+            let header = self.request_header(session);
+            result = self
+                .inner
+                .execute(OpKind::Write, |ch| attempt(ch, header))
+                .await;
+        }
         if let Some(s) = session {
-            self.inner.sessions.checkin(s);
+            sessions.checkin(s);
         }
         result
     }
@@ -332,7 +345,7 @@ impl Inner {
             let outcome = tokio::time::timeout(budget, attempt(conn)).await;
             let (reason, redirect) = match self.judge(kind, &target, outcome) {
                 Verdict::Done(r) => return Ok(r),
-                Verdict::Fail(e) => return Err(e),
+                Verdict::Fail(e) => return Err(e.after_attempts(maybe_applied)),
                 Verdict::Retry {
                     reason,
                     maybe_applied: m,

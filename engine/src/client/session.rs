@@ -19,10 +19,15 @@ impl SessionPool {
     /// Takes an idle session, or opens a new one with a fresh random client id.
     pub(crate) fn checkout(&self) -> ClientSession {
         let reused = self.idle.lock().expect("session pool lock").pop();
-        reused.unwrap_or_else(|| ClientSession {
+        reused.unwrap_or_else(Self::fresh)
+    }
+
+    /// A new session: a fresh random client id, at its first sequence number.
+    pub(crate) fn fresh() -> ClientSession {
+        ClientSession {
             client_id: random_client_id(),
             seq: 1,
-        })
+        }
     }
 
     /// Returns a session after its write finished (whatever the outcome): the next

@@ -91,6 +91,10 @@ impl KvService {
                 pb::ErrorCode::SessionExpired,
                 format!("sequence number superseded (session is at {last_seq})"),
             )),
+            KvResult::SessionUnknown { seq } => Err(self.ctx.error(
+                pb::ErrorCode::SessionExpired,
+                format!("session expired or evicted (write {seq} not applied)"),
+            )),
             r => Ok((index, r)),
         }
     }

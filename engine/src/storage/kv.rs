@@ -13,6 +13,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use super::codec::{self, CODEC_VERSION, DecodeError, Reader, Writer};
+use super::session_table::{SessionCheck, SessionRecord, SessionTable};
 use crate::core::types::{Entry, EntryPayload, SnapshotMeta};
 
 const CMD_PUT: u8 = 1;
@@ -56,6 +57,9 @@ pub enum KvResult {
     /// A retried write older than the session's last applied one: its result is no
     /// longer known, and it was not applied again.
     StaleSequence { last_seq: u64 },
+    /// A write with `seq > 1` of a session the table does not hold (expired or
+    /// evicted): not applied.
+    SessionUnknown { seq: u64 },
 }
 
 fn put_opt(w: &mut Writer<'_>, v: &Option<Bytes>) {
@@ -147,6 +151,10 @@ impl KvResult {
                 w.u8(4);
                 w.u64(*last_seq);
             }
+            KvResult::SessionUnknown { seq } => {
+                w.u8(5);
+                w.u64(*seq);
+            }
         }
         out.into()
     }
@@ -167,19 +175,12 @@ impl KvResult {
                 reason: String::from_utf8_lossy(r.bytes()?).into_owned(),
             },
             4 => KvResult::StaleSequence { last_seq: r.u64()? },
+            5 => KvResult::SessionUnknown { seq: r.u64()? },
             t => return Err(DecodeError(format!("unknown kv result {t}"))),
         };
         r.finish("kv result")?;
         Ok(res)
     }
-}
-
-/// The last write of one client: applying `(client_id, seq)` again returns
-/// `last_result` instead of applying twice.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionRecord {
-    pub last_seq: u64,
-    pub last_result: Bytes,
 }
 
 /// The exclusive upper bound of all keys starting with `prefix` (`None`: unbounded).
@@ -194,33 +195,11 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// What the session table decides for a command before it is executed.
-pub enum SessionCheck {
-    /// Execute the command (new session or a newer sequence number).
-    Execute,
-    /// Already applied: answer with this result, do not execute.
-    Duplicate(Bytes),
-}
-
-/// Decides whether a command with `session` must run, given the client's record.
-pub fn check_session(record: Option<&SessionRecord>, seq: u64) -> SessionCheck {
-    match record {
-        Some(r) if seq == r.last_seq => SessionCheck::Duplicate(r.last_result.clone()),
-        Some(r) if seq < r.last_seq => SessionCheck::Duplicate(
-            KvResult::StaleSequence {
-                last_seq: r.last_seq,
-            }
-            .encode(),
-        ),
-        _ => SessionCheck::Execute,
-    }
-}
-
 /// The whole replicated KV state: data, sessions, and what has been applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvState {
     pub data: BTreeMap<Bytes, Bytes>,
-    pub sessions: BTreeMap<u64, SessionRecord>,
+    pub sessions: SessionTable,
     /// Last applied index and term, and the membership in force there.
     pub applied: SnapshotMeta,
 }
@@ -251,7 +230,7 @@ impl KvStore for BTreeMap<Bytes, Bytes> {
 /// The replicated bookkeeping next to the data: the session table and what has been
 /// applied.
 pub struct Applier<'a> {
-    pub sessions: &'a mut BTreeMap<u64, SessionRecord>,
+    pub sessions: &'a mut SessionTable,
     pub applied: &'a mut SnapshotMeta,
 }
 
@@ -298,11 +277,12 @@ impl Applier<'_> {
                 Bytes::new()
             }
             EntryPayload::Command { session, data } => {
+                self.sessions.expire(entry.index, touched);
                 let check = session
-                    .map(|s| check_session(self.sessions.get(&s.client_id), s.seq))
+                    .map(|s| self.sessions.check(s.client_id, s.seq, data))
                     .unwrap_or(SessionCheck::Execute);
                 match check {
-                    SessionCheck::Duplicate(result) => result,
+                    SessionCheck::Answer(result) => result,
                     SessionCheck::Execute => {
                         let result = match KvCommand::decode(data) {
                             Ok(cmd) => execute(store, cmd),
@@ -310,14 +290,10 @@ impl Applier<'_> {
                         }
                         .encode();
                         if let Some(s) = session {
-                            self.sessions.insert(
-                                s.client_id,
-                                SessionRecord {
-                                    last_seq: s.seq,
-                                    last_result: result.clone(),
-                                },
-                            );
-                            touched(s.client_id);
+                            let id = s.client_id;
+                            self.sessions
+                                .record(id, s.seq, entry.index, &result, touched);
+                            touched(id);
                         }
                         result
                     }
@@ -443,6 +419,7 @@ impl ImageEncoder {
         w.u64(client_id);
         w.u64(rec.last_seq);
         w.bytes(&rec.last_result);
+        w.u64(rec.last_index);
     }
     pub fn end_sessions(&mut self) {
         self.buf.push(0);
@@ -479,7 +456,7 @@ pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), DecodeError> + 
 pub fn decode_image(
     buf: &[u8],
     visit: &mut PairVisitor<'_>,
-) -> Result<(SnapshotMeta, BTreeMap<u64, SessionRecord>), DecodeError> {
+) -> Result<(SnapshotMeta, SessionTable), DecodeError> {
     if buf.len() < IMAGE_MAGIC.len() + 4 + 4 || &buf[..8] != IMAGE_MAGIC {
         return Err(DecodeError("not a snapshot image (bad magic)".into()));
     }
@@ -504,16 +481,24 @@ pub fn decode_image(
     };
     let mut r = r.with_version(codec_version);
     let meta = codec::get_snapshot_meta(&mut r)?;
-    let mut sessions = BTreeMap::new();
+    let mut sessions = SessionTable::default();
     while r.u8()? == 1 {
         let id = r.u64()?;
         let last_seq = r.u64()?;
         let last_result = Bytes::copy_from_slice(r.bytes()?);
+        // Version 1 images have no index: such a session counts as used at the
+        // snapshot point.
+        let last_index = if version >= 2 {
+            r.u64()?
+        } else {
+            meta.last_index
+        };
         sessions.insert(
             id,
             SessionRecord {
                 last_seq,
                 last_result,
+                last_index,
             },
         );
     }
@@ -553,6 +538,50 @@ mod tests {
             key: Bytes::copy_from_slice(k.as_bytes()),
             value: Bytes::copy_from_slice(v.as_bytes()),
         }
+    }
+
+    /// Regression (issue 14): 100 failed compare-and-swaps on a 120 KB key added about
+    /// 11 MB to every node and 12 MB to every snapshot, since each session kept its
+    /// last result and a failed one carries the whole current value.
+    #[test]
+    fn failed_cas_on_a_large_value_keeps_no_copy_in_sessions_or_snapshots() {
+        let mut st = KvState::default();
+        let big = Bytes::from(vec![b'x'; 120 * 1024]);
+        st.apply_entry(&cmd(
+            1,
+            None,
+            KvCommand::Put {
+                key: "k".into(),
+                value: big.clone(),
+            },
+        ));
+        for i in 0..100u64 {
+            let cas = KvCommand::CompareAndSwap {
+                key: "k".into(),
+                expected: Some("not this".into()),
+                new: "n".into(),
+            };
+            let out = st.apply_entry(&cmd(2 + i, Some((1000 + i, 1)), cas));
+            let answer = KvResult::decode(&out).unwrap();
+            assert_eq!(
+                answer,
+                KvResult::Cas {
+                    swapped: false,
+                    current: Some(big.clone())
+                },
+                "the caller still gets the current value"
+            );
+        }
+        assert_eq!(st.sessions.len(), 100);
+        let kept: usize = st.sessions.iter().map(|(_, r)| r.last_result.len()).sum();
+        assert!(kept < 100 * 32, "sessions keep {kept} bytes of results");
+        let image = st.encode_image();
+        assert!(
+            image.len() < big.len() + 64 * 1024,
+            "image of {} bytes",
+            image.len()
+        );
+        assert_eq!(KvState::decode_image(&image).unwrap(), st);
     }
 
     #[test]
