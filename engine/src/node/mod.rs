@@ -29,6 +29,7 @@ mod persist;
 pub(crate) mod request;
 mod server;
 pub mod status;
+mod tick_clock;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -100,25 +101,39 @@ impl NodeBuilder {
         self
     }
 
-    /// Recovers the durable state and builds the Raft core. Errors are reported by
-    /// [`StartedNode::ready`], so the Quick Start's call chain stays unbroken.
+    /// Binds the configured address, then recovers the durable state and builds the
+    /// Raft core. Errors are reported by [`StartedNode::ready`], so the Quick Start's
+    /// call chain stays unbroken.
+    ///
+    /// Binding comes first so that a second node started on a live node's port fails
+    /// before it opens any storage it was not given. (A second node on the same data
+    /// directory with other ports is refused by the storage's directory lock.)
     pub fn build(self) -> BuiltNode {
-        BuiltNode {
-            inner: bootstrap::build(self.config, self.shutdown, self.storage, self.state_machine),
-        }
+        let NodeBuilder {
+            config,
+            shutdown,
+            storage,
+            state_machine,
+        } = self;
+        let inner = config.and_then(|config| {
+            let listener = server::bind(&config.node.listen_addr)?;
+            let parts = bootstrap::build(Ok(config), shutdown, storage, state_machine)?;
+            Ok((parts, listener))
+        });
+        BuiltNode { inner }
     }
 }
 
-/// A node whose state is recovered, not yet listening.
+/// A node whose state is recovered and whose address is bound, not yet serving.
 pub struct BuiltNode {
-    inner: Result<bootstrap::Parts, Error>,
+    inner: Result<(bootstrap::Parts, std::net::TcpListener), Error>,
 }
 
 impl BuiltNode {
-    /// Binds the configured address and starts serving peers, clients and operators.
+    /// Starts serving peers, clients and operators on the address bound by `build`.
     pub async fn start_rpc_server(self) -> StartedNode {
         let inner = match self.inner {
-            Ok(parts) => server::start(parts).await,
+            Ok((parts, listener)) => server::start(parts, listener).await,
             Err(e) => Err(e),
         };
         StartedNode { inner }

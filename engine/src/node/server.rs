@@ -25,7 +25,20 @@ use crate::network::{LeaderView, RefusedCounters};
 /// Peer messages waiting for the event loop; senders wait when it is full.
 const PEER_QUEUE: usize = 4096;
 
-pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
+/// Binds the node's address (blocking, before the runtime serves anything: see
+/// `NodeBuilder::build` for why this comes before storage is opened).
+pub(crate) fn bind(addr: &str) -> Result<std::net::TcpListener, Error> {
+    let bind_err = |source| NetworkError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+    // tokio drives the socket; it must not block the runtime's thread.
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    Ok(listener)
+}
+
+pub(crate) async fn start(parts: Parts, listener: std::net::TcpListener) -> Result<Node, Error> {
     let Parts {
         config,
         shutdown,
@@ -37,9 +50,8 @@ pub(crate) async fn start(parts: Parts) -> Result<Node, Error> {
         book,
     } = parts;
     let addr = config.node.listen_addr.clone();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| NetworkError::Bind {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|source| NetworkError::Bind {
             addr: addr.clone(),
             source,
         })?;
