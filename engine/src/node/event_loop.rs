@@ -27,6 +27,7 @@ use super::apply::{Applied, ApplyJob};
 use super::persist::PersistQueue;
 use super::request::{AdminOp, ClientRequest, PeerInbound, RequestError};
 use super::status::{NodeStatus, PeerStatus};
+use super::tick_clock::TickClock;
 use super::waiters::Waiters;
 use crate::config::Config;
 use crate::core::{
@@ -37,6 +38,15 @@ use crate::error::{Error, StorageError};
 use crate::network::peer_link::Peers;
 use crate::network::{AddressBook, LeaderView};
 use crate::storage::StorageEngine;
+
+/// What woke the event loop.
+enum Wake {
+    Persisted(u64, Result<(), String>),
+    Applied(Applied),
+    Peer(PeerInbound),
+    Client(ClientRequest),
+    Timer,
+}
 
 /// Most queued requests taken per loop turn before the core runs, so one busy queue
 /// cannot starve the timer or the other queue.
@@ -78,42 +88,28 @@ impl EventLoop {
         let tick = Duration::from_millis(self.config.raft.tick_ms);
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let catch_up_max =
+            4 * super::bootstrap::core_config(&self.config).election_timeout_ticks_max;
+        let mut clock = TickClock::new(std::time::Instant::now(), tick, catch_up_max);
         info!(
             node = self.raft.id(),
             term = self.raft.term(),
             "event loop started"
         );
         let result = loop {
-            let step: Result<(), Error> = tokio::select! {
+            let wake = tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
-                Some((seq, r)) = self.persisted_rx.recv() => self.on_persisted(seq, r),
-                Some(a) = self.applied_rx.recv() => self.on_applied(a),
-                Some(p) = self.peer_rx.recv() => {
-                    self.on_peer(p);
-                    for _ in 0..BATCH_MAX {
-                        match self.peer_rx.try_recv() {
-                            Ok(p) => self.on_peer(p),
-                            Err(_) => break,
-                        }
-                    }
-                    Ok(())
-                }
-                Some(c) = self.client_rx.recv() => {
-                    self.on_clients(c);
-                    Ok(())
-                }
-                _ = ticker.tick() => {
-                    self.raft.step(Event::Tick);
-                    self.ticks_since_publish += 1;
-                    if self.ticks_since_publish >= 10 {
-                        self.ticks_since_publish = 0;
-                        self.publish_gauges();
-                    }
-                    Ok(())
-                }
+                Some((seq, r)) = self.persisted_rx.recv() => Wake::Persisted(seq, r),
+                Some(a) = self.applied_rx.recv() => Wake::Applied(a),
+                Some(p) = self.peer_rx.recv() => Wake::Peer(p),
+                Some(c) = self.client_rx.recv() => Wake::Client(c),
+                _ = ticker.tick() => Wake::Timer,
             };
-            if let Err(e) = step.and_then(|()| self.perform_actions()) {
+            // Time first: whatever woke the loop is handled by a core that has seen
+            // every tick of real time that passed (see `tick_clock`).
+            self.step_ticks(clock.due(std::time::Instant::now()));
+            if let Err(e) = self.on_wake(wake).and_then(|()| self.perform_actions()) {
                 break Err(e);
             }
         };
@@ -131,6 +127,39 @@ impl EventLoop {
             }
         }
         result
+    }
+
+    fn on_wake(&mut self, wake: Wake) -> Result<(), Error> {
+        match wake {
+            Wake::Persisted(seq, r) => self.on_persisted(seq, r),
+            Wake::Applied(a) => self.on_applied(a),
+            Wake::Peer(p) => {
+                self.on_peer(p);
+                for _ in 0..BATCH_MAX {
+                    match self.peer_rx.try_recv() {
+                        Ok(p) => self.on_peer(p),
+                        Err(_) => break,
+                    }
+                }
+                Ok(())
+            }
+            Wake::Client(c) => {
+                self.on_clients(c);
+                Ok(())
+            }
+            Wake::Timer => Ok(()),
+        }
+    }
+
+    fn step_ticks(&mut self, n: u64) {
+        for _ in 0..n {
+            self.raft.step(Event::Tick);
+            self.ticks_since_publish += 1;
+            if self.ticks_since_publish >= 10 {
+                self.ticks_since_publish = 0;
+                self.publish_gauges();
+            }
+        }
     }
 
     /// Waits (bounded) for queued writes to become durable, so a graceful shutdown
