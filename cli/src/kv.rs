@@ -1,5 +1,7 @@
 //! `dengine kv`: use a cluster by hand.
 
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -37,9 +39,17 @@ impl From<Consistency> for ReadConsistency {
 
 #[derive(clap::Subcommand)]
 pub enum KvOp {
-    /// Set a key.
-    Put { key: String, value: String },
-    /// Read a key (prints the value; exit code 1 if absent).
+    /// Set a key. The value is VALUE, or read from stdin with `-`, or from a file with
+    /// --value-file (one command-line argument holds at most 128 KiB).
+    Put {
+        key: String,
+        #[arg(required_unless_present = "value_file")]
+        value: Option<String>,
+        /// Read the value from this file instead.
+        #[arg(long, conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+    },
+    /// Read a key (prints the value's bytes and a newline; exit code 1 if absent).
     Get {
         key: String,
         #[arg(long, value_enum, default_value = "linearizable")]
@@ -91,7 +101,47 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The value of `put`: the argument, stdin for `-`, or the file's bytes; refused
+/// above the server's value limit before anything is sent.
+fn put_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Bytes> {
+    let limit = d_engine::proto::limits::MAX_VALUE_BYTES;
+    let mut bytes = Vec::new();
+    match (value.as_deref(), file) {
+        (_, Some(path)) => {
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+                .with_context(|| format!("reading the value from {}", path.display()))?;
+        }
+        (Some("-"), None) => {
+            std::io::stdin()
+                .lock()
+                .take(limit as u64 + 1)
+                .read_to_end(&mut bytes)
+                .context("reading the value from stdin")?;
+        }
+        (Some(v), None) => return Ok(Bytes::from(v.to_owned())),
+        (None, None) => bail!("give VALUE, - (stdin) or --value-file PATH"),
+    }
+    if bytes.len() > limit {
+        bail!("the value is larger than the {limit}-byte limit");
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Writes results to stdout. A write error (a closed pipe: `dengine kv scan | head`)
+/// is returned, not a panic as with `println!`; `main` ends quietly on a closed pipe.
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
 pub fn run(args: KvArgs) -> anyhow::Result<u8> {
+    // Before the runtime: reading stdin blocks.
+    let put = match &args.op {
+        KvOp::Put {
+            value, value_file, ..
+        } => Some(put_value(value.clone(), value_file.clone())?),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -99,13 +149,20 @@ pub fn run(args: KvArgs) -> anyhow::Result<u8> {
         let client =
             Client::connect(ClientConfig::new(args.endpoints.clone()).deadline(args.timeout))?;
         match args.op {
-            KvOp::Put { key, value } => {
+            KvOp::Put { key, .. } => {
+                let value = put.expect("read above");
                 let ack = client.put(key, value).await.context("put")?;
-                println!("OK index={}", ack.index);
+                writeln!(out(), "OK index={}", ack.index)?;
             }
             KvOp::Get { key, consistency } => {
                 match client.get(key, consistency.into()).await.context("get")? {
-                    Some(v) => println!("{}", String::from_utf8_lossy(&v)),
+                    Some(v) => {
+                        // The bytes as stored, so `put KEY - < f` and `get KEY` round-trip.
+                        let mut out = out();
+                        out.write_all(&v)?;
+                        out.write_all(b"\n")?;
+                        out.flush()?;
+                    }
                     None => {
                         eprintln!("(absent)");
                         return Ok(1);
@@ -114,7 +171,7 @@ pub fn run(args: KvArgs) -> anyhow::Result<u8> {
             }
             KvOp::Delete { key } => {
                 let existed = client.delete(key).await.context("delete")?;
-                println!("{}", if existed { "deleted" } else { "absent" });
+                writeln!(out(), "{}", if existed { "deleted" } else { "absent" })?;
             }
             KvOp::Cas {
                 key,
@@ -130,13 +187,14 @@ pub fn run(args: KvArgs) -> anyhow::Result<u8> {
                     .await
                     .context("cas")?;
                 if r.succeeded {
-                    println!("swapped index={}", r.index);
+                    writeln!(out(), "swapped index={}", r.index)?;
                 } else {
                     let current = r.current.map(|v| String::from_utf8_lossy(&v).into_owned());
-                    println!(
+                    writeln!(
+                        out(),
                         "not swapped; current = {}",
                         current.as_deref().unwrap_or("(absent)")
-                    );
+                    )?;
                     return Ok(1);
                 }
             }
@@ -149,13 +207,16 @@ pub fn run(args: KvArgs) -> anyhow::Result<u8> {
                     .scan(prefix, "", "", limit, consistency.into())
                     .await
                     .context("scan")?;
+                let mut out = out();
                 for (k, v) in &page.items {
-                    println!(
+                    writeln!(
+                        out,
                         "{}\t{}",
                         String::from_utf8_lossy(k),
                         String::from_utf8_lossy(v)
-                    );
+                    )?;
                 }
+                out.flush()?;
                 if let Some(next) = page.next_key {
                     eprintln!("(more from {})", String::from_utf8_lossy(&next));
                 }

@@ -80,9 +80,72 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`dengine kv scan | head`): it has what it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line, each said once. Some errors (ours among
+/// them, and e.g. `std::io::Error`'s wrappers in other crates) print their source in
+/// their own message *and* return it as `source()`, so `{:#}` would end with the OS
+/// error twice: a cause already contained in the line so far is skipped.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_that_prints_its_source_says_the_os_error_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let os = io.to_string();
+        // NetworkError::Bind prints its source and returns it from source().
+        let bind = d_engine::NetworkError::Bind {
+            addr: "127.0.0.1:9081".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(bind).context("starting the node");
+        let line = error_line(&e);
+        assert_eq!(line.matches(&os).count(), 1, "{line}");
+        assert!(line.starts_with("starting the node: cannot listen on 127.0.0.1:9081"));
+    }
+
+    #[test]
+    fn distinct_causes_are_all_kept() {
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_line(&e), "outer: middle: inner");
+    }
+
+    #[test]
+    fn a_closed_pipe_anywhere_in_the_chain_is_recognised() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }
 }

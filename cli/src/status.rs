@@ -1,5 +1,6 @@
 //! `dengine status`: the live view of every node of a cluster.
 
+use std::io::Write;
 use std::time::Duration;
 
 use d_engine::client::{Client, ClientConfig};
@@ -36,32 +37,34 @@ pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
         for e in &args.endpoints {
             rows.push((e.clone(), client.admin().status_of(e).await.map_err(|e| e.to_string())));
         }
+        // Written through a lock, not println!: a closed pipe is an error, not a panic.
+        let mut out = std::io::stdout().lock();
         let mut unreachable = 0;
         if !args.json {
-            println!("{:<22} {:>4} {:<13} {:>6} {:>6} {:>10} {:>10} {:>10}", "endpoint", "id", "role", "term", "leader", "commit", "applied", "last");
+            writeln!(out, "{:<22} {:>4} {:<13} {:>6} {:>6} {:>10} {:>10} {:>10}", "endpoint", "id", "role", "term", "leader", "commit", "applied", "last")?;
         }
         for (endpoint, row) in &rows {
             match row {
                 Ok(s) => {
                     let h = s.header.unwrap_or_default();
                     if args.json {
-                        println!(
+                        writeln!(out,
                             "{{\"endpoint\":\"{endpoint}\",\"id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{},\"last\":{}}}",
                             h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index
-                        );
+                        )?;
                     } else {
-                        println!(
+                        writeln!(out,
                             "{endpoint:<22} {:>4} {:<13} {:>6} {:>6} {:>10} {:>10} {:>10}",
                             h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index
-                        );
+                        )?;
                     }
                 }
                 Err(e) => {
                     unreachable += 1;
                     if args.json {
-                        println!("{{\"endpoint\":\"{endpoint}\",\"error\":{:?}}}", e);
+                        writeln!(out, "{{\"endpoint\":\"{endpoint}\",\"error\":{:?}}}", e)?;
                     } else {
-                        println!("{endpoint:<22} unreachable: {e}");
+                        writeln!(out, "{endpoint:<22} unreachable: {e}")?;
                     }
                 }
             }
@@ -70,10 +73,10 @@ pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
         if let Some(leader) = rows.iter().filter_map(|(_, r)| r.as_ref().ok()).find(|s| s.role == Role::Leader as i32)
             && !args.json
         {
-            println!("\nreplication (leader {}):", leader.header.unwrap_or_default().node_id);
-            println!("{:>4} {:<22} {:<6} {:>10} {:>10} {:>8}", "peer", "addr", "voter", "match", "next", "lag");
+            writeln!(out, "\nreplication (leader {}):", leader.header.unwrap_or_default().node_id)?;
+            writeln!(out, "{:>4} {:<22} {:<6} {:>10} {:>10} {:>8}", "peer", "addr", "voter", "match", "next", "lag")?;
             for p in &leader.peers {
-                println!("{:>4} {:<22} {:<6} {:>10} {:>10} {:>8}", p.id, p.addr, p.voter, p.match_index, p.next_index, p.lag);
+                writeln!(out, "{:>4} {:<22} {:<6} {:>10} {:>10} {:>8}", p.id, p.addr, p.voter, p.match_index, p.next_index, p.lag)?;
             }
         }
         Ok(if unreachable > 0 { 1 } else { 0 })
