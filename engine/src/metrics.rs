@@ -93,6 +93,8 @@ pub(crate) struct LoopMetrics {
     pub snapshots_built: metrics::Counter,
     pub snapshots_installed: metrics::Counter,
     pub membership_changes: metrics::Counter,
+    /// Proposals refused because too much of the log waits for commit.
+    pub proposals_refused_busy: metrics::Counter,
     peers: std::collections::HashMap<u64, (metrics::Gauge, metrics::Gauge)>,
 }
 
@@ -119,6 +121,7 @@ impl LoopMetrics {
             snapshots_built: metrics::counter!(SNAPSHOTS_BUILT, &l()),
             snapshots_installed: metrics::counter!(SNAPSHOTS_INSTALLED, &l()),
             membership_changes: metrics::counter!(MEMBERSHIP_CHANGES, &l()),
+            proposals_refused_busy: metrics::counter!(BUSY, &l()),
             peers: std::collections::HashMap::new(),
             node: n,
         }

@@ -90,6 +90,14 @@ pub struct RaftConfig {
     pub bytes_per_msg_max: u64,
     /// Proposals waiting for the leader's event loop; past this, clients get BUSY.
     pub proposal_queue_max: usize,
+    /// Entries in the leader's log beyond the commit index, and their bytes; past
+    /// either, new proposals get BUSY (a slow quorum cannot grow the log without bound).
+    pub uncommitted_entries_max: u64,
+    pub uncommitted_bytes_max: u64,
+    /// Committed entries handed to the state machine and not yet applied (the apply
+    /// queue), by count and bytes.
+    pub apply_entries_max: u64,
+    pub apply_bytes_max: u64,
     /// A leadership transfer that has not completed after this long is abandoned.
     pub transfer_timeout_ms: u64,
     /// Learners are promoted automatically once they stay within
@@ -114,6 +122,10 @@ impl Default for RaftConfig {
             entries_per_msg_max: 4096,
             bytes_per_msg_max: 4 * 1024 * 1024,
             proposal_queue_max: 16_384,
+            uncommitted_entries_max: 65_536,
+            uncommitted_bytes_max: 256 * 1024 * 1024,
+            apply_entries_max: 8_192,
+            apply_bytes_max: 64 * 1024 * 1024,
             transfer_timeout_ms: 1_200,
             learner_auto_promote: false,
             learner_promote_lag_entries_max: 1_000,
@@ -165,6 +177,9 @@ pub struct SnapshotConfig {
     pub trailing_entries: u64,
     /// Size of one chunk when a snapshot is streamed to a follower.
     pub chunk_bytes: u64,
+    /// Also take a snapshot once the entries applied since the last one hold this many
+    /// bytes (0 = no byte trigger), so the in-memory log is bounded by bytes too.
+    pub log_bytes_since_last: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -173,6 +188,7 @@ impl Default for SnapshotConfig {
             entries_since_last: 100_000,
             trailing_entries: 10_000,
             chunk_bytes: 1024 * 1024,
+            log_bytes_since_last: 256 * 1024 * 1024,
         }
     }
 }

@@ -128,6 +128,10 @@ impl Config {
         p.positive("raft.entries_per_msg_max", r.entries_per_msg_max as u64);
         p.positive("raft.bytes_per_msg_max", r.bytes_per_msg_max);
         p.positive("raft.proposal_queue_max", r.proposal_queue_max as u64);
+        p.positive("raft.uncommitted_entries_max", r.uncommitted_entries_max);
+        p.positive("raft.uncommitted_bytes_max", r.uncommitted_bytes_max);
+        p.positive("raft.apply_entries_max", r.apply_entries_max);
+        p.positive("raft.apply_bytes_max", r.apply_bytes_max);
         p.positive("raft.transfer_timeout_ms", r.transfer_timeout_ms);
         p.check(
             r.election_timeout_ms_min < r.election_timeout_ms_max,

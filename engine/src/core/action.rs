@@ -94,6 +94,10 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     #[error("leadership transfer in progress")]
     Transferring,
+    /// Too many entries (or bytes) wait for commit: `max_uncommitted_entries` /
+    /// `max_uncommitted_bytes`. Nothing was appended.
+    #[error("too many uncommitted proposals")]
+    Busy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]

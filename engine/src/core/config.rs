@@ -72,6 +72,20 @@ pub struct RaftConfig {
     pub transfer_timeout_ticks: u64,
     /// Maximum linearizable reads waiting in the leader's queue.
     pub max_pending_reads: usize,
+    /// A leader refuses proposals (`ProposeError::Busy`) while its log holds this many
+    /// entries beyond the commit index...
+    pub max_uncommitted_entries: u64,
+    /// ...or this many bytes of them (see `log::entry_bytes`).
+    pub max_uncommitted_bytes: u64,
+    /// Most entries handed to the state machine and not yet reported applied (the
+    /// apply queue's bound)...
+    pub max_apply_entries: u64,
+    /// ...and most bytes of them (a single larger entry still goes alone).
+    pub max_apply_bytes: u64,
+    /// Also build a snapshot once the entries applied since the last one hold this
+    /// many bytes (0: no byte trigger), so the in-memory log is bounded by bytes and
+    /// not only by `snapshot_policy`'s entry count.
+    pub snapshot_log_bytes: u64,
     #[doc(hidden)]
     pub bugs: Bugs,
 }
@@ -99,6 +113,11 @@ impl Default for RaftConfig {
             compaction_trailing_entries: 10_000,
             transfer_timeout_ticks: 20,
             max_pending_reads: 65_536,
+            max_uncommitted_entries: 65_536,
+            max_uncommitted_bytes: 256 << 20,
+            max_apply_entries: 8_192,
+            max_apply_bytes: 64 << 20,
+            snapshot_log_bytes: 256 << 20,
             bugs: Bugs::default(),
         }
     }

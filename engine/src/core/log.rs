@@ -8,6 +8,12 @@
 
 use super::types::{Entry, EntryPayload, LogIndex, Membership, SnapshotMeta, Term};
 
+/// What one entry is counted as in the byte bounds: its payload plus a fixed
+/// allowance for index, term and framing.
+pub fn entry_bytes(e: &Entry) -> u64 {
+    e.payload_len() as u64 + 32
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     /// Every index `<= start` is compacted; `start_term` is the term of entry `start`.
@@ -17,6 +23,12 @@ pub struct RaftLog {
     start_membership: Membership,
     /// `entries[k].index == start + 1 + k`.
     entries: Vec<Entry>,
+    /// Running total of [`entry_bytes`]: `cum_bytes[k]` counts every entry up to and
+    /// including `entries[k]`, from an origin where `start` stands at `base_bytes`.
+    /// Differences give the bytes of any range in O(1) (uncommitted bytes, bytes
+    /// since the last snapshot, bytes handed to the state machine and not applied).
+    cum_bytes: Vec<u64>,
+    base_bytes: u64,
     /// Highest index known committed.
     pub committed: LogIndex,
     /// Highest index known durable in local storage.
@@ -35,11 +47,19 @@ impl RaftLog {
         for (k, e) in entries.iter().enumerate() {
             assert_eq!(e.index, start + 1 + k as u64, "restored log has a gap");
         }
+        let mut cum_bytes = Vec::with_capacity(entries.len());
+        let mut total = 0;
+        for e in &entries {
+            total += entry_bytes(e);
+            cum_bytes.push(total);
+        }
         let mut log = RaftLog {
             start,
             start_term: snapshot.last_term,
             start_membership: snapshot.membership.clone(),
             entries,
+            cum_bytes,
+            base_bytes: 0,
             committed: start,
             stable: 0,
             applied: start,
@@ -123,7 +143,9 @@ impl RaftLog {
     pub fn append(&mut self, entries: &[Entry]) {
         for e in entries {
             debug_assert_eq!(e.index, self.last_index() + 1);
+            let total = self.cum_at(self.last_index()) + entry_bytes(e);
             self.entries.push(e.clone());
+            self.cum_bytes.push(total);
         }
     }
 
@@ -131,9 +153,25 @@ impl RaftLog {
     pub fn truncate_from(&mut self, from: LogIndex) {
         assert!(from > self.committed, "truncating committed entry {from}");
         if from <= self.last_index() {
-            self.entries.truncate((from - self.start - 1) as usize);
+            let keep = (from - self.start - 1) as usize;
+            self.entries.truncate(keep);
+            self.cum_bytes.truncate(keep);
         }
         self.stable = self.stable.min(from - 1);
+    }
+
+    /// The running byte total at index `i` (clamped to the entries held).
+    fn cum_at(&self, i: LogIndex) -> u64 {
+        if i <= self.start || self.entries.is_empty() {
+            return self.base_bytes;
+        }
+        let k = ((i - self.start - 1) as usize).min(self.cum_bytes.len() - 1);
+        self.cum_bytes[k]
+    }
+
+    /// Bytes of the entries in `(after, upto]` that this log holds.
+    pub fn bytes_between(&self, after: LogIndex, upto: LogIndex) -> u64 {
+        self.cum_at(upto).saturating_sub(self.cum_at(after))
     }
 
     /// First index in `entries` whose term differs from ours (or that we lack).
@@ -175,7 +213,9 @@ impl RaftLog {
         assert!(upto <= self.applied, "compacting unapplied entries");
         self.start_membership = self.membership_at(upto);
         self.start_term = self.term(upto).expect("compaction point in log");
+        self.base_bytes = self.cum_at(upto);
         self.entries.drain(..(upto - self.start) as usize);
+        self.cum_bytes.drain(..(upto - self.start) as usize);
         self.start = upto;
     }
 
@@ -184,10 +224,14 @@ impl RaftLog {
     pub fn install_snapshot(&mut self, meta: &SnapshotMeta) {
         let keep = self.term(meta.last_index) == Some(meta.last_term);
         if keep {
-            self.entries
-                .drain(..(meta.last_index - self.start) as usize);
+            self.base_bytes = self.cum_at(meta.last_index);
+            let n = (meta.last_index - self.start) as usize;
+            self.entries.drain(..n);
+            self.cum_bytes.drain(..n);
         } else {
             self.entries.clear();
+            self.cum_bytes.clear();
+            self.base_bytes = 0;
         }
         self.start = meta.last_index;
         self.start_term = meta.last_term;
@@ -234,12 +278,12 @@ impl RaftLog {
     }
 
     /// Entries ready to hand to the state machine: committed, durable, not yet handed out.
-    pub fn next_to_apply(&self, max_n: usize) -> Vec<Entry> {
+    pub fn next_to_apply(&self, max_n: usize, max_bytes: u64) -> Vec<Entry> {
         let hi = self.committed.min(self.stable);
-        if hi <= self.apply_sent {
+        if hi <= self.apply_sent || max_n == 0 {
             return Vec::new();
         }
-        self.slice(self.apply_sent + 1, hi, max_n, u64::MAX)
+        self.slice(self.apply_sent + 1, hi, max_n, max_bytes)
     }
 }
 
@@ -271,6 +315,56 @@ mod tests {
         assert_eq!(l.last_index_of_term(3), None);
         assert!(l.is_up_to_date(1, 5));
         assert!(!l.is_up_to_date(9, 3));
+    }
+
+    fn cmd(index: LogIndex, len: usize) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Command {
+                session: None,
+                data: vec![0u8; len].into(),
+            },
+        }
+    }
+
+    #[test]
+    fn byte_totals_follow_append_truncate_compact_and_install() {
+        let mut l = RaftLog::restore(&SnapshotMeta::default(), vec![cmd(1, 100)], 0);
+        l.append(&[cmd(2, 200), cmd(3, 300)]);
+        let b = |n: u64| n + 32;
+        assert_eq!(l.bytes_between(0, 3), b(100) + b(200) + b(300));
+        assert_eq!(l.bytes_between(1, 2), b(200));
+        assert_eq!(l.bytes_between(3, 9), 0, "beyond the end counts nothing");
+        l.truncate_from(3);
+        assert_eq!(l.bytes_between(0, 3), b(100) + b(200));
+        l.append(&[cmd(3, 5)]);
+        assert_eq!(l.bytes_between(2, 3), b(5));
+        l.committed = 2;
+        l.applied = 2;
+        l.compact(2);
+        assert_eq!(l.bytes_between(2, 3), b(5));
+        assert_eq!(
+            l.bytes_between(0, 3),
+            b(5),
+            "compacted entries count nothing"
+        );
+        let meta = SnapshotMeta {
+            last_index: 3,
+            last_term: 1,
+            membership: Membership::default(),
+        };
+        l.install_snapshot(&meta);
+        l.append(&[cmd(4, 7)]);
+        assert_eq!(l.bytes_between(3, 4), b(7));
+        let other = SnapshotMeta {
+            last_index: 10,
+            last_term: 2,
+            membership: Membership::default(),
+        };
+        l.install_snapshot(&other);
+        l.append(&[cmd(11, 1)]);
+        assert_eq!(l.bytes_between(0, 11), b(1));
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub mod types;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;
 
 pub use action::{Action, MembershipError, ProposeError, ReadError, Role, SendWhen, TransferError};
 pub use config::{Bugs, ConfigError, LearnerPromotion, RaftConfig, SnapshotPolicy};

@@ -316,6 +316,7 @@ impl Raft {
                 leader: self.leader,
             }),
             Some(l) if l.transfer.is_some() => Some(ProposeError::Transferring),
+            Some(_) if self.uncommitted_full(&proposals) => Some(ProposeError::Busy),
             Some(_) => None,
         };
         if let Some(e) = err {
@@ -377,12 +378,38 @@ impl Raft {
         self.maybe_take_snapshot(false);
     }
 
-    /// Hands committed and locally durable entries to the state machine.
+    /// Whether appending `proposals` would pass the uncommitted bounds. A lone
+    /// proposal is always let in when nothing is uncommitted, so an entry larger than
+    /// the byte bound cannot be refused for ever.
+    fn uncommitted_full(&self, proposals: &[Proposal]) -> bool {
+        let (committed, last) = (self.log.committed, self.log.last_index());
+        if last <= committed {
+            return false;
+        }
+        let adding: u64 = proposals.iter().map(|p| p.data.len() as u64 + 32).sum();
+        let entries = last - committed + proposals.len() as u64;
+        let bytes = self.log.bytes_between(committed, last) + adding;
+        entries > self.cfg.max_uncommitted_entries || bytes > self.cfg.max_uncommitted_bytes
+    }
+
+    /// Hands committed and locally durable entries to the state machine, at most
+    /// `max_apply_entries` / `max_apply_bytes` beyond what it reported applied.
     fn emit_apply(&mut self) {
         if self.installing.is_some() {
             return;
         }
-        let entries = self.log.next_to_apply(usize::MAX);
+        let (applied, sent) = (self.log.applied, self.log.apply_sent);
+        let queued = sent.saturating_sub(applied);
+        let queued_bytes = self.log.bytes_between(applied, sent);
+        if queued >= self.cfg.max_apply_entries
+            || (queued > 0 && queued_bytes >= self.cfg.max_apply_bytes)
+        {
+            return;
+        }
+        let room = (self.cfg.max_apply_entries - queued) as usize;
+        let entries = self
+            .log
+            .next_to_apply(room, self.cfg.max_apply_bytes - queued_bytes);
         if let Some(last) = entries.last() {
             self.log.apply_sent = last.index;
             self.actions.push(Action::Apply { entries });

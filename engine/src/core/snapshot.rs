@@ -21,7 +21,12 @@ impl Raft {
         }
         let due = match self.cfg.snapshot_policy {
             SnapshotPolicy::Never => false,
-            SnapshotPolicy::EveryEntries(n) => applied - self.snapshot.last_index >= n,
+            SnapshotPolicy::EveryEntries(n) => {
+                applied - self.snapshot.last_index >= n
+                    || (self.cfg.snapshot_log_bytes > 0
+                        && self.log.bytes_between(self.snapshot.last_index, applied)
+                            >= self.cfg.snapshot_log_bytes)
+            }
         };
         if force || due {
             self.snapshot_building = true;

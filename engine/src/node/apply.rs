@@ -47,6 +47,10 @@ pub(crate) fn spawn(
     storage: Arc<dyn StorageEngine>,
     out: mpsc::UnboundedSender<Applied>,
 ) -> std_mpsc::Sender<ApplyJob> {
+    // The channel type has no bound of its own; its content is bounded upstream: the
+    // core hands out at most `raft.apply_entries_max` entries (`apply_bytes_max`
+    // bytes) beyond what this thread reported applied, reads are bounded by the
+    // pending-read limit, and there is one snapshot build or install at a time.
     let (tx, rx) = std_mpsc::channel::<ApplyJob>();
     let m = ApplyMetrics::new(node);
     std::thread::Builder::new()

@@ -53,6 +53,11 @@ pub fn core_config(c: &Config) -> core::RaftConfig {
         compaction_trailing_entries: c.snapshot.trailing_entries,
         transfer_timeout_ticks: ticks(c.raft.transfer_timeout_ms),
         learner_auto_promote: c.raft.learner_auto_promote,
+        max_uncommitted_entries: c.raft.uncommitted_entries_max,
+        max_uncommitted_bytes: c.raft.uncommitted_bytes_max,
+        max_apply_entries: c.raft.apply_entries_max,
+        max_apply_bytes: c.raft.apply_bytes_max,
+        snapshot_log_bytes: c.snapshot.log_bytes_since_last,
         ..core::RaftConfig::default()
     }
 }

@@ -700,6 +700,10 @@ impl EventLoop {
             Err(crate::core::ProposeError::Transferring) => {
                 let _ = reply.send(Err(RequestError::Transferring));
             }
+            Err(crate::core::ProposeError::Busy) => {
+                self.metrics.proposals_refused_busy.increment(1);
+                let _ = reply.send(Err(RequestError::Busy));
+            }
         }
     }
 

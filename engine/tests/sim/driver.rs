@@ -56,6 +56,13 @@ pub fn params_for_seed(seed: u64, bugs: Bugs) -> SimParams {
         compaction_trailing_entries: r.range(0, 20),
         transfer_timeout_ticks: 40,
         max_pending_reads: 1000,
+        // Tight bounds in some runs, so BUSY refusals, a throttled apply queue and
+        // snapshots by log bytes happen under faults too.
+        max_uncommitted_entries: [4, 64, 65_536][r.range(0, 3) as usize],
+        max_uncommitted_bytes: [256, 1 << 20][r.range(0, 2) as usize],
+        max_apply_entries: [1, 3, 8_192][r.range(0, 3) as usize],
+        max_apply_bytes: [64, 1 << 20][r.range(0, 2) as usize],
+        snapshot_log_bytes: [0, 600, 1 << 20][r.range(0, 3) as usize],
         bugs,
     };
     let net = NetConfig {
