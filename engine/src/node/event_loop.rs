@@ -77,7 +77,10 @@ pub(crate) struct EventLoop {
     pub metrics: crate::metrics::LoopMetrics,
     /// Ticks since the gauges were last published.
     pub ticks_since_publish: u32,
-    /// The span every log line of this node is emitted in; carries its id, term and role.
+    /// The span every log line of this node is emitted in; carries only its id. Term
+    /// and role are on the events that change them ("role changed"): recorded into
+    /// this long-lived span, the text formatter would append ` term=N role=X` to its
+    /// prefix on every change, so a flapping node's lines would grow without bound.
     pub span: tracing::Span,
     /// Open while this node campaigns: pre-vote and vote rounds log inside it.
     pub election: Option<tracing::Span>,
@@ -754,8 +757,6 @@ impl EventLoop {
         } else if let Some(span) = self.election.take() {
             span.in_scope(|| debug!(won = role == Role::Leader, term, "election over"));
         }
-        self.span.record("term", term);
-        self.span.record("role", tracing::field::debug(role));
         self.view.term.store(term, Ordering::Relaxed);
         self.view
             .leader

@@ -66,7 +66,8 @@ pub(crate) async fn start(parts: Parts, listener: std::net::TcpListener) -> Resu
         book.insert(me, local_addr.to_string());
     }
 
-    let span = tracing::info_span!("node", id = me, term = raft.term(), role = ?raft.role());
+    // Only the id: see `EventLoop::span` for why term and role are not in it.
+    let span = tracing::info_span!("node", id = me);
     let _entered = span.clone().entered();
     let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
     let (client_tx, client_rx) = mpsc::channel(config.raft.proposal_queue_max.max(1));
