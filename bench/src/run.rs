@@ -61,6 +61,10 @@ pub struct RunOptions {
     pub preload: bool,
     /// d-engine only: `Batch` RPCs outstanding per node, 0 = every call alone.
     pub dengine_batch_in_flight: usize,
+    /// d-engine only: every write opens a client session of its own (a fresh client
+    /// id, sequence 1), as a crowd of short-lived clients would: the worst case for
+    /// the replicated session table, for soaks of its memory bound.
+    pub dengine_fresh_sessions: bool,
 }
 
 impl RunOptions {
@@ -72,6 +76,7 @@ impl RunOptions {
             memory: None,
             preload: false,
             dengine_batch_in_flight: DENGINE_BATCH_IN_FLIGHT_DEFAULT,
+            dengine_fresh_sessions: false,
         }
     }
 }
@@ -121,7 +126,10 @@ pub async fn run_to_dir(
         },
         TargetSpec::Dengine { endpoints } => {
             match DengineTarget::new(endpoints, opts.dengine_batch_in_flight) {
-                Ok(t) => state.round(&Arc::new(t), opts, opts.spec.stop).await,
+                Ok(t) => {
+                    let t = t.with_fresh_sessions(opts.dengine_fresh_sessions);
+                    state.round(&Arc::new(t), opts, opts.spec.stop).await
+                }
                 Err(e) => state.fail(e),
             }
         }

@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// Rust client does by default; 0 sends every call on its own RPC.
     #[arg(long, default_value_t = d_engine_bench::run::DENGINE_BATCH_IN_FLIGHT_DEFAULT)]
     pub dengine_batch: usize,
+    /// d-engine: every write opens a client session of its own (a fresh client id),
+    /// as a crowd of short-lived clients would; for soaks of the session table's bound.
+    #[arg(long)]
+    pub dengine_fresh_sessions: bool,
     /// Skip the latency floors (fdatasync loop and gRPC ping).
     #[arg(long)]
     pub no_floors: bool,
@@ -208,6 +212,7 @@ fn options(a: &RunArgs, out: &std::path::Path) -> anyhow::Result<RunOptions> {
     };
     o.preload = a.preload;
     o.dengine_batch_in_flight = a.dengine_batch;
+    o.dengine_fresh_sessions = a.dengine_fresh_sessions;
     if !a.no_floors {
         o.floors_dir = Some(a.floors_dir.clone().unwrap_or_else(|| out.to_path_buf()));
     }

@@ -14,14 +14,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use d_engine::client::Batcher;
 use d_engine_proto::v1::compare_and_swap_request::Expected;
 use d_engine_proto::v1::{
-    CompareAndSwapRequest, CompareAndSwapResponse, ErrorCode, GetRequest, GetResponse, PutRequest,
-    PutResponse, ReadConsistency, ReplyError,
+    ClientSession, CompareAndSwapRequest, CompareAndSwapResponse, ErrorCode, GetRequest,
+    GetResponse, PutRequest, PutResponse, ReadConsistency, ReplyError, RequestHeader,
 };
 use tonic::transport::Channel;
 
@@ -69,6 +69,8 @@ pub struct DengineTarget {
     batchers: Mutex<Vec<Batcher>>,
     leader: Mutex<Option<String>>,
     next: AtomicUsize,
+    /// When set, every put carries a session of its own: client ids from here up.
+    fresh_sessions: Option<AtomicU64>,
 }
 
 /// Where a call may be served.
@@ -105,6 +107,28 @@ impl DengineTarget {
             batchers: Mutex::new(Vec::new()),
             leader: Mutex::new(None),
             next: AtomicUsize::new(0),
+            fresh_sessions: None,
+        })
+    }
+
+    /// Every put opens a session of its own (see `RunOptions::dengine_fresh_sessions`).
+    /// Ids start from a per-process value so two runs do not reuse each other's.
+    pub fn with_fresh_sessions(mut self, on: bool) -> Self {
+        let base = (std::process::id() as u64) << 40 | 1;
+        self.fresh_sessions = on.then(|| AtomicU64::new(base));
+        self
+    }
+
+    /// The header of a put: a new session (sequence 1) when asked for.
+    fn put_header(&self) -> Option<RequestHeader> {
+        let ids = self.fresh_sessions.as_ref()?;
+        Some(RequestHeader {
+            cluster_id: 0,
+            session: Some(ClientSession {
+                client_id: ids.fetch_add(1, Ordering::Relaxed),
+                seq: 1,
+            }),
+            timeout_ms: 0,
         })
     }
 
@@ -227,9 +251,11 @@ impl Target for DengineTarget {
     }
 
     async fn put(&self, key: Bytes, value: Bytes) -> Result<(), TargetError> {
+        // One header for every attempt: a redirected resend is the same session write.
+        let header = self.put_header();
         self.routed(Route::Leader, |c| {
             let req = PutRequest {
-                header: None,
+                header: header.clone(),
                 key: key.clone(),
                 value: value.clone(),
             };
