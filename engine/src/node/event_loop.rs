@@ -52,6 +52,12 @@ enum Wake {
 /// cannot starve the timer or the other queue.
 const BATCH_MAX: usize = 512;
 
+/// Most writes handed to storage and not yet durable before the loop stops taking new
+/// work (see `storage_has_room`). One turn issues at most a batch of writes past it,
+/// so a storage engine whose queue holds this plus `BATCH_MAX` never reports Busy
+/// (the file log queues 16,384 by default).
+const STORAGE_WRITES_IN_FLIGHT_MAX: u64 = 4_096;
+
 pub(crate) struct EventLoop {
     pub raft: Raft,
     pub config: Arc<Config>,
@@ -105,8 +111,8 @@ impl EventLoop {
                 _ = self.shutdown.changed() => break Ok(()),
                 Some((seq, r)) = self.persisted_rx.recv() => Wake::Persisted(seq, r),
                 Some(a) = self.applied_rx.recv() => Wake::Applied(a),
-                Some(p) = self.peer_rx.recv() => Wake::Peer(p),
-                Some(c) = self.client_rx.recv() => Wake::Client(c),
+                Some(p) = self.peer_rx.recv(), if self.storage_has_room() => Wake::Peer(p),
+                Some(c) = self.client_rx.recv(), if self.storage_has_room() => Wake::Client(c),
                 _ = ticker.tick() => Wake::Timer,
             };
             // Time first: whatever woke the loop is handled by a core that has seen
@@ -152,6 +158,14 @@ impl EventLoop {
             }
             Wake::Timer => Ok(()),
         }
+    }
+
+    /// Back-pressure on storage: while this many writes wait for storage, the loop
+    /// takes no new peer or client work (those wait in their own bounded queues, and
+    /// clients get BUSY once theirs is full), so the storage queue never overflows
+    /// (overflowing it would fail a write and stop the node).
+    fn storage_has_room(&self) -> bool {
+        self.persist.in_flight() < STORAGE_WRITES_IN_FLIGHT_MAX
     }
 
     fn step_ticks(&mut self, n: u64) {

@@ -72,6 +72,11 @@ impl PersistQueue {
         self.durable == self.issued
     }
 
+    /// Writes handed to storage and not yet reported durable.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.issued - self.durable
+    }
+
     /// Holds `msg` until the writes queued so far are durable.
     pub(crate) fn hold(&mut self, to: NodeId, msg: Message) {
         self.held.push_back((self.issued, to, msg));
