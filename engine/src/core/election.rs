@@ -8,6 +8,7 @@ use super::progress::Progress;
 use super::quorum::{self, VoteResult};
 use super::raft::{LeaderState, Raft};
 use super::read_index::ReadIndexState;
+use super::refusal::{self, Refusal, TERM_MAX};
 use super::types::{EntryPayload, LogIndex, NodeId, Term};
 
 /// Which kind of campaign to run.
@@ -60,6 +61,11 @@ impl Raft {
     }
 
     pub(crate) fn on_message(&mut self, from: NodeId, msg: Message) {
+        // Before anything else, and above all before adopting its term.
+        if let Err(r) = refusal::check(&msg) {
+            self.refuse(r);
+            return;
+        }
         let Message { term, body } = msg;
         if term > self.hs.term {
             match &body {
@@ -103,8 +109,8 @@ impl Raft {
                 ..
             } => self.on_vote(from, last_log_index, last_log_term),
             Body::PreVoteResp { granted } => {
-                let counts =
-                    self.role == Role::PreCandidate && (!granted || term == self.hs.term + 1);
+                let counts = self.role == Role::PreCandidate
+                    && (!granted || self.hs.term.checked_add(1) == Some(term));
                 if counts {
                     self.tally(from, granted);
                 }
@@ -130,7 +136,9 @@ impl Raft {
                 }
             }
             Body::TimeoutNow => {
-                if self.role == Role::Follower && self.promotable() {
+                if self.leader.is_some_and(|l| l != from) {
+                    self.refuse(Refusal::NotLeader);
+                } else if self.role == Role::Follower && self.promotable() {
                     self.campaign(CampaignKind::Transfer);
                 }
             }
@@ -147,10 +155,13 @@ impl Raft {
         }
     }
 
-    /// A message from the leader of our term: follow it.
+    /// A message from the leader of our term: follow it. A term has one leader, so a
+    /// leader's message from anyone else (while we lead the term, or follow another
+    /// node in it) is forged or corrupt: refused.
     fn accept_leader(&mut self, from: NodeId, term: Term) -> bool {
-        if self.role == Role::Leader {
-            debug_assert!(false, "two leaders in term {term}: {} and {from}", self.id);
+        let other = self.leader.is_some_and(|l| l != from);
+        if self.role == Role::Leader || (self.role == Role::Follower && other) {
+            self.refuse(Refusal::NotLeader);
             return false;
         }
         if self.role != Role::Follower || self.leader != Some(from) {
@@ -197,19 +208,28 @@ impl Raft {
     }
 
     pub(crate) fn campaign(&mut self, kind: CampaignKind) {
+        // Peers refuse a term above TERM_MAX (see `refusal.rs`), so there is no
+        // election to run beyond it: stay a follower.
+        let Some(next_term) = self.hs.term.checked_add(1).filter(|&t| t <= TERM_MAX) else {
+            self.refuse(Refusal::TermExhausted);
+            self.become_follower(self.hs.term, self.leader);
+            return;
+        };
         self.votes.clear();
         self.reset_election_timer();
         self.leader = None;
         let (li, lt) = (self.log.last_index(), self.log.last_term());
         if kind == CampaignKind::PreVote {
             self.role = Role::PreCandidate;
-            let term = self.hs.term + 1;
             for to in self.peer_voters() {
                 let body = Body::PreVote {
                     last_log_index: li,
                     last_log_term: lt,
                 };
-                let msg = Message { term, body };
+                let msg = Message {
+                    term: next_term,
+                    body,
+                };
                 self.actions.push(Action::Send {
                     to,
                     msg,
@@ -218,7 +238,7 @@ impl Raft {
             }
         } else {
             self.role = Role::Candidate;
-            self.hs.term += 1;
+            self.hs.term = next_term;
             self.hs.voted_for = Some(self.id);
             self.persist_hard_state();
             for to in self.peer_voters() {

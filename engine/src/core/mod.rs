@@ -70,6 +70,10 @@
 //!   the data, chunked by the network layer.
 //! - **Client sessions**: see [`session`]; the apply layer admits each `(client, seq)`
 //!   at most once.
+//! - **Hostile or corrupt peer input** is refused, never a panic (`refusal.rs`): no term
+//!   or index of `u64::MAX` (so `+ 1` never overflows), entries consecutive after
+//!   `prev_index`, one leader per term, answers within the leader's log. Each refusal
+//!   is ignored and counted in [`Raft::refusals`].
 //! - **Membership** changes by joint consensus (`membership.rs`): one request may add,
 //!   promote and remove several nodes; C_old,new is followed by C_new automatically; a
 //!   leader outside C_new steps down once it commits. Learners are promoted when
@@ -103,6 +107,7 @@ pub mod message;
 pub mod progress;
 pub mod quorum;
 pub mod raft;
+pub mod refusal;
 pub mod rng;
 pub mod session;
 pub mod types;
@@ -111,11 +116,14 @@ pub mod types;
 mod tests;
 #[cfg(test)]
 mod tests_bounds;
+#[cfg(test)]
+mod tests_hostile;
 
 pub use action::{Action, MembershipError, ProposeError, ReadError, Role, SendWhen, TransferError};
 pub use config::{Bugs, ConfigError, LearnerPromotion, RaftConfig, SnapshotPolicy};
 pub use event::{ConfChange, Event, Proposal, ReadConsistency};
 pub use message::{Append, AppendResp, Body, Message};
 pub use raft::{Raft, Restored};
+pub use refusal::{Refusal, Refusals};
 pub use session::ClientSessions;
 pub use types::*;

@@ -11,6 +11,7 @@ use super::log::RaftLog;
 use super::message::{Body, Message};
 use super::progress::Progress;
 use super::read_index::ReadIndexState;
+use super::refusal::Refusals;
 use super::rng::Rng;
 use super::transfer::Transfer;
 use super::types::{
@@ -92,6 +93,8 @@ pub struct Raft {
     /// Confirmed reads waiting for the state machine to reach their index.
     pub(crate) reads_waiting_apply: VecDeque<(u64, LogIndex)>,
     pub(crate) actions: Vec<Action>,
+    /// Peer messages ignored as hostile or corrupt (see `refusal.rs`).
+    pub(crate) refusals: Refusals,
     reported: (Role, Term, Option<NodeId>),
 }
 
@@ -127,6 +130,7 @@ impl Raft {
             lead: None,
             reads_waiting_apply: VecDeque::new(),
             actions: Vec::new(),
+            refusals: Refusals::default(),
             reported: (Role::Follower, restored.hard_state.term, None),
             log,
             cfg,
@@ -223,6 +227,10 @@ impl Raft {
     }
     pub fn is_transferring(&self) -> bool {
         self.lead.as_ref().is_some_and(|l| l.transfer.is_some())
+    }
+    /// Peer messages this core ignored as hostile or corrupt, by reason.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     // ----- shared helpers -----

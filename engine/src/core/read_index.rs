@@ -52,6 +52,11 @@ impl ReadIndexState {
             + self.rounds.iter().map(|r| r.reads.len()).sum::<usize>()
     }
 
+    /// False for a ctx no round of this leadership has carried yet.
+    pub(crate) fn was_started(&self, ctx: u64) -> bool {
+        ctx <= self.next_ctx
+    }
+
     fn read_round_in_flight(&self) -> bool {
         self.rounds.iter().any(|r| !r.reads.is_empty())
     }

@@ -6,6 +6,7 @@ use super::message::{Append, AppendResp, Body};
 use super::progress::{Progress, ProgressState};
 use super::quorum;
 use super::raft::Raft;
+use super::refusal::Refusal;
 use super::types::{LogIndex, NodeId};
 
 impl Raft {
@@ -92,6 +93,17 @@ impl Raft {
 
     pub(crate) fn on_append_resp(&mut self, from: NodeId, r: AppendResp) {
         let last = self.log.last_index();
+        // Answers only concern appends of this term, whose indexes are all in our log
+        // (it only grows while we lead); anything beyond it is forged or corrupt.
+        let answered = if r.success {
+            r.match_index
+        } else {
+            r.reject_index
+        };
+        if answered > last {
+            self.refuse(Refusal::BadResponse);
+            return;
+        }
         let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&from)) else {
             return;
         };
@@ -152,6 +164,15 @@ impl Raft {
     }
 
     pub(crate) fn on_heartbeat_resp(&mut self, from: NodeId, read_ctx: u64) {
+        // An answer to a round never started would confirm every open round at once.
+        if self
+            .lead
+            .as_ref()
+            .is_some_and(|l| !l.reads.was_started(read_ctx))
+        {
+            self.refuse(Refusal::BadResponse);
+            return;
+        }
         let last = self.log.last_index();
         let is_voter = self.membership.is_voter(from);
         let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&from)) else {

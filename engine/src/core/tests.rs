@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::*;
 
-fn node(id: NodeId) -> Raft {
+pub(super) fn node(id: NodeId) -> Raft {
     Raft::new(
         id,
         RaftConfig::default(),
@@ -14,7 +14,7 @@ fn node(id: NodeId) -> Raft {
     .unwrap()
 }
 
-fn send(to: NodeId, term: Term, body: Body, when: SendWhen) -> Action {
+pub(super) fn send(to: NodeId, term: Term, body: Body, when: SendWhen) -> Action {
     Action::Send {
         to,
         msg: Message { term, body },
@@ -22,11 +22,11 @@ fn send(to: NodeId, term: Term, body: Body, when: SendWhen) -> Action {
     }
 }
 
-fn msg(term: Term, body: Body) -> Message {
+pub(super) fn msg(term: Term, body: Body) -> Message {
     Message { term, body }
 }
 
-fn noop(index: LogIndex, term: Term) -> Entry {
+pub(super) fn noop(index: LogIndex, term: Term) -> Entry {
     Entry {
         term,
         index,
@@ -49,7 +49,7 @@ fn tick_until_role_change(r: &mut Raft) -> Vec<Action> {
 }
 
 /// Node 1 becomes leader of term 1 with votes from 2; returns it with actions drained.
-fn leader1() -> Raft {
+pub(super) fn leader1() -> Raft {
     let mut r = node(1);
     tick_until_role_change(&mut r);
     r.step(Event::Message {
