@@ -548,6 +548,24 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Reaps every node process that has exited on its own (crash, `kill -9` from
+    /// outside, a fatal error) and returns its id and exit status. Each is then down,
+    /// as after [`LocalCluster::kill`]; without this a dead node stays a zombie until
+    /// the cluster is dropped.
+    pub fn reap_exited(&mut self) -> Vec<(u64, std::process::ExitStatus)> {
+        let mut exited = Vec::new();
+        for p in 0..self.nodes.len() {
+            let status = match self.nodes[p].child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => status,
+                _ => continue,
+            };
+            self.nodes[p].child = None;
+            self.mark_down(p);
+            exited.push((self.nodes[p].id, status));
+        }
+        exited
+    }
+
     fn sample_peak(&self, p: usize) {
         sample_into(&mut self.rss.lock().unwrap_or_else(|e| e.into_inner())[p]);
     }
