@@ -7,6 +7,7 @@ mod election_safety;
 mod leader_completeness;
 mod log_matching;
 mod no_lost_ack;
+mod no_refusal;
 mod read_linearizable;
 mod state_machine_safety;
 
@@ -112,6 +113,7 @@ impl Invariants {
         self.fail("leader completeness", r);
         let r = self.acks.check(raft);
         self.fail("no acknowledged proposal lost", r);
+        self.fail("no honest message refused", no_refusal::check(raft));
     }
 
     /// Records entries newly committed at `raft`; returns the lowest new global index.
