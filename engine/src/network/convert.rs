@@ -248,12 +248,15 @@ pub fn replicate_request_from_pb(
                 .into_iter()
                 .map(entry_from_pb)
                 .collect::<Result<Vec<_>, _>>()?;
-            if entries.windows(2).any(|w| w[1].index != w[0].index + 1) {
+            if entries
+                .windows(2)
+                .any(|w| w[0].index.checked_add(1) != Some(w[1].index))
+            {
                 return Err(malformed("append entries are not consecutive"));
             }
             if entries
                 .first()
-                .is_some_and(|e| e.index != a.prev_log_index + 1)
+                .is_some_and(|e| a.prev_log_index.checked_add(1) != Some(e.index))
             {
                 return Err(malformed("append entries do not follow prev_log_index"));
             }

@@ -1,9 +1,11 @@
 //! The peer service: what other nodes of the cluster call.
 //!
 //! Every message is checked before Raft sees it: the cluster id must be ours and the
-//! sender a node we know (refusals are logged and counted), and the payload must
-//! convert cleanly. Replies to votes and appends come back from the event loop on
-//! the call or stream they answer.
+//! sender a node we know, the payload must convert cleanly, and it must pass the
+//! core's stateless rules (`core::refusal`: no term or index of `u64::MAX`,
+//! consecutive entries, a snapshot with voters). Refusals are logged and counted.
+//! Replies to votes and appends come back from the event loop on the call or stream
+//! they answer.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,11 +18,11 @@ use d_engine_proto::v1::raft_peer_server::RaftPeer;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::address_book::AddressBook;
 use super::convert;
-use crate::core::{Body, Message, NodeId};
+use crate::core::{Body, Message, NodeId, refusal};
 use crate::node::request::PeerInbound;
 
 /// Largest snapshot image accepted (snapshots are assembled in memory).
@@ -32,6 +34,9 @@ pub struct RefusedCounters {
     pub wrong_cluster: AtomicU64,
     pub unknown_sender: AtomicU64,
     pub malformed: AtomicU64,
+    /// Messages breaking a rule of `core::refusal` (an absurd term or index, gapped
+    /// entries, a snapshot without voters).
+    pub invalid: AtomicU64,
 }
 
 pub(crate) struct PeerService {
@@ -52,6 +57,15 @@ impl PeerService {
             cluster_id: self.cluster_id,
             from: self.me,
             term: self.term.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The answer on a replication stream to a request that was refused.
+    fn rejection(&self, msg_id: u64, why: pb::PeerRejection) -> pb::ReplicateResponse {
+        pb::ReplicateResponse {
+            header: Some(self.header()),
+            msg_id,
+            body: Some(pb::replicate_response::Body::Rejected(why as i32)),
         }
     }
 
@@ -93,16 +107,19 @@ impl PeerService {
         Ok((h.from, h.term))
     }
 
-    fn count_refusal(&self, reason: &'static str) {
+    /// Counts a refusal; returns how many of its kind this node has refused so far.
+    fn count_refusal(&self, reason: &'static str) -> u64 {
         let counter = match reason {
             "wrong_cluster" => &self.refused.wrong_cluster,
             "unknown_sender" => &self.refused.unknown_sender,
-            _ => &self.refused.malformed,
+            "malformed" => &self.refused.malformed,
+            _ => &self.refused.invalid,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let seen = counter.fetch_add(1, Ordering::Relaxed) + 1;
         let node = self.me.to_string();
         metrics::counter!(crate::metrics::PEER_REFUSED, "node" => node, "reason" => reason)
             .increment(1);
+        seen
     }
 
     fn malformed(&self, e: impl std::fmt::Display) -> Status {
@@ -110,9 +127,28 @@ impl PeerService {
         Status::invalid_argument(e.to_string())
     }
 
+    /// The core's stateless rules, applied here too so that a refusal is counted in
+    /// the metrics (the core would refuse the message as well). Logged at warn for the
+    /// 1st, 2nd, 4th, 8th… refusal, so a flood cannot flood the log.
+    fn check(&self, from: NodeId, msg: &Message) -> Result<(), Status> {
+        let Err(r) = refusal::check(msg) else {
+            return Ok(());
+        };
+        let seen = self.count_refusal(r.name());
+        if seen.is_power_of_two() {
+            warn!(from, reason = %r, msg = %msg, refused = seen, "invalid peer message refused");
+        } else {
+            debug!(from, reason = %r, msg = %msg, "invalid peer message refused");
+        }
+        Err(Status::invalid_argument(format!(
+            "peer message refused: {r}"
+        )))
+    }
+
     async fn vote(&self, req: pb::VoteRequest) -> Result<Response<pb::VoteResponse>, Status> {
         let (from, term) = self.admit(req.header.as_ref()).map_err(|(_, s)| s)?;
         let msg = convert::vote_request_from_pb(&req, term);
+        self.check(from, &msg)?;
         let (tx, rx) = oneshot::channel();
         self.inbound
             .send(PeerInbound::VoteRequest {
@@ -203,12 +239,7 @@ impl RaftPeer for PeerService {
                 let (from, term) = match this.admit(req.header.as_ref()) {
                     Ok(x) => x,
                     Err((why, _)) => {
-                        let resp = pb::ReplicateResponse {
-                            header: Some(this.header()),
-                            msg_id: req.msg_id,
-                            body: Some(pb::replicate_response::Body::Rejected(why as i32)),
-                        };
-                        let _ = out_tx.send(Ok(resp)).await;
+                        let _ = out_tx.send(Ok(this.rejection(req.msg_id, why))).await;
                         continue;
                     }
                 };
@@ -227,10 +258,17 @@ impl RaftPeer for PeerService {
                     Ok(b) => b,
                     Err(e) => {
                         let _ = this.malformed(e);
+                        let why = pb::PeerRejection::Malformed;
+                        let _ = out_tx.send(Ok(this.rejection(req.msg_id, why))).await;
                         continue;
                     }
                 };
                 let msg = Message { term, body };
+                if this.check(from, &msg).is_err() {
+                    let why = pb::PeerRejection::Malformed;
+                    let _ = out_tx.send(Ok(this.rejection(req.msg_id, why))).await;
+                    continue;
+                }
                 if this
                     .inbound
                     .send(PeerInbound::Message { from, msg })
@@ -258,6 +296,7 @@ impl RaftPeer for PeerService {
             reason,
         };
         let mut from_term = None;
+        let mut checked = false;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             let admitted = self.admit(chunk.header.as_ref()).map_err(|(_, s)| s)?;
@@ -265,6 +304,17 @@ impl RaftPeer for PeerService {
             if let Err(reason) = assembly.add(chunk) {
                 let _ = self.malformed(&reason);
                 return Ok(Response::new(refuse(reason)));
+            }
+            // Checked as soon as the meta is in, before assembling up to a GiB of data.
+            if let (Some(meta), Some((from, term)), false) = (&assembly.meta, from_term, checked) {
+                checked = true;
+                let msg = Message {
+                    term,
+                    body: Body::InstallSnapshot { meta: meta.clone() },
+                };
+                if let Err(s) = self.check(from, &msg) {
+                    return Ok(Response::new(refuse(s.message().to_string())));
+                }
             }
             if assembly.complete {
                 break;
@@ -309,6 +359,7 @@ impl RaftPeer for PeerService {
             term,
             body: Body::TimeoutNow,
         };
+        self.check(from, &msg)?;
         self.inbound
             .send(PeerInbound::Message { from, msg })
             .await
