@@ -229,10 +229,13 @@ pub struct NetworkConfig {
     /// HTTP/2 keepalive pings on peer connections, so a dead link is noticed fast.
     pub keepalive_interval_ms: u64,
     pub keepalive_timeout_ms: u64,
-    /// Reconnect backoff to an unreachable peer, doubling from min to max.
+    /// Wait before reopening the replication stream to a peer that has not answered
+    /// the last one: min, doubling per unanswered attempt up to max, back to min on the
+    /// peer's first answer. Messages for the stream meanwhile are dropped (Raft resends).
     pub reconnect_backoff_ms_min: u64,
     pub reconnect_backoff_ms_max: u64,
-    /// Messages queued to one peer before the oldest are dropped (Raft retries them).
+    /// Messages queued to one peer; when it is full, the message being queued (the
+    /// newest) is dropped, and Raft resends what matters (see `network::peer_link`).
     pub peer_queue_max: usize,
     /// Largest client request accepted; larger ones get TOO_LARGE.
     pub client_message_bytes_max: u64,

@@ -4,11 +4,14 @@
 
 pub mod address_book;
 pub(crate) mod admin_service;
+mod backoff;
 mod channel;
 pub(crate) mod client_context;
 pub mod convert;
 pub(crate) mod kv_service;
 pub(crate) mod peer_link;
+#[cfg(test)]
+mod peer_link_tests;
 pub(crate) mod peer_service;
 
 pub use address_book::{AddressBook, RESERVED_KEY_PREFIX};

@@ -2,14 +2,23 @@
 //!
 //! Appends and heartbeats travel on one long-lived bidirectional `Replicate` stream
 //! per peer, whose replies come back on the same stream; votes, timeout-now and
-//! snapshots use their own calls. A full queue drops the message: Raft resends what
-//! matters (heartbeats, probes), and the leader's in-flight limits keep the queue short
-//! in steady state. A broken stream is reopened on the next message, through a channel
-//! that reconnects by itself.
+//! snapshots use their own calls.
+//!
+//! A full queue (`network.peer_queue_max`) drops the message being queued, the newest,
+//! rather than the oldest: Raft tolerates the loss of any message, resends what matters
+//! (the next heartbeat, a probe after a rejected or unanswered append), and the
+//! leader's in-flight limits keep the queue short in steady state, so a queue that
+//! fills up means the peer is not keeping up and what waits in it is already due;
+//! dropping the oldest would take a lock around a deque on every send for no gain in
+//! safety.
+//!
+//! A broken stream is reopened on the next message, through a channel that reconnects
+//! by itself, but no sooner than the reconnect backoff allows ([`Backoff`]); messages
+//! for the stream meanwhile are dropped like those of a full queue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use d_engine_proto::v1 as pb;
@@ -20,6 +29,7 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use super::address_book::AddressBook;
+use super::backoff::Backoff;
 use super::channel::peer_channel;
 use super::convert;
 use crate::config::NetworkConfig;
@@ -80,7 +90,8 @@ impl Peers {
 }
 
 fn spawn_link(peer: NodeId, ctx: LinkContext) -> mpsc::Sender<Message> {
-    let (tx, rx) = mpsc::channel(ctx.net.peer_queue_max.max(16));
+    // Validation keeps peer_queue_max >= 1 (mpsc panics on 0).
+    let (tx, rx) = mpsc::channel(ctx.net.peer_queue_max);
     tokio::spawn(tracing::Instrument::in_current_span(run_link(
         peer, ctx, rx,
     )));
@@ -91,6 +102,8 @@ struct Connection {
     addr: String,
     client: RaftPeerClient<Channel>,
     stream: Option<mpsc::Sender<pb::ReplicateRequest>>,
+    /// Shared with the stream's reply task, which resets it on the peer's first answer.
+    backoff: Arc<Mutex<Backoff>>,
 }
 
 async fn run_link(peer: NodeId, ctx: LinkContext, mut rx: mpsc::Receiver<Message>) {
@@ -109,10 +122,15 @@ async fn run_link(peer: NodeId, ctx: LinkContext, mut rx: mpsc::Receiver<Message
             let client = RaftPeerClient::new(channel)
                 .max_decoding_message_size(d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES)
                 .max_encoding_message_size(d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES);
+            let backoff = Backoff::new(
+                ctx.net.reconnect_backoff_ms_min,
+                ctx.net.reconnect_backoff_ms_max,
+            );
             conn = Some(Connection {
                 addr,
                 client,
                 stream: None,
+                backoff: Arc::new(Mutex::new(backoff)),
             });
         }
         let c = conn.as_mut().expect("connection set above");
@@ -184,21 +202,37 @@ fn send_on_stream(peer: NodeId, c: &mut Connection, req: pb::ReplicateRequest, c
 }
 
 /// Opens the replication stream with `first` as its first message, and a task that
-/// forwards the peer's replies to the event loop until the stream ends.
+/// forwards the peer's replies to the event loop until the stream ends; drops `first`
+/// instead while the reconnect backoff holds.
 fn open_stream(peer: NodeId, c: &mut Connection, first: pb::ReplicateRequest, ctx: &LinkContext) {
+    {
+        let mut backoff = c.backoff.lock().expect("backoff lock");
+        let now = Instant::now();
+        if !backoff.ready(now) {
+            let wait_ms = backoff.wait(now).as_millis() as u64;
+            return debug!(peer, wait_ms, "reconnect backoff; message dropped");
+        }
+        backoff.attempt(now);
+    }
     let (tx, rx) = mpsc::channel(1024);
     let _ = tx.try_send(first);
     c.stream = Some(tx);
     let mut client = c.client.clone();
+    let backoff = c.backoff.clone();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let mut replies = match client.replicate(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
             Err(e) => return debug!(peer, error = %e, "replication stream refused"),
         };
+        let mut answered = false;
         loop {
             match replies.message().await {
                 Ok(Some(r)) => {
+                    if !answered {
+                        answered = true;
+                        backoff.lock().expect("backoff lock").answered();
+                    }
                     if !forward_reply(peer, r, &ctx).await {
                         return;
                     }
