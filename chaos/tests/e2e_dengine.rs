@@ -1,10 +1,9 @@
 //! End-to-end chaos runs against `dengine serve` processes on 127.0.0.1.
 //!
 //! They need a built `dengine` binary: `$DENGINE_BIN`, or `dengine` in the
-//! target directory of this test (`cargo build -p dengine` first; the
-//! workspace test run builds it). Without one they say so and pass, unless
-//! `DENGINE_CHAOS_REQUIRED=1`, which CI sets once the binary is part of its
-//! build.
+//! target directory of this test (`cargo build --release -p dengine` first; the
+//! workspace test run builds it). Without one they fail under CI (`CI` set) or
+//! with `DENGINE_REQUIRE_ALL=1`; elsewhere they print a SKIP line and pass.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Membership churn on real `dengine serve` processes: a node replaced by one
 //! with a fresh id is a full member of its slot, faults included.
 //!
-//! Needs a built `dengine` (see e2e_dengine.rs); skipped without one unless
-//! `DENGINE_CHAOS_REQUIRED=1`.
+//! Needs a built `dengine` (see e2e_dengine.rs): without one it fails under CI
+//! or with `DENGINE_REQUIRE_ALL=1`, and is skipped elsewhere.
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,8 @@
 //! `--net netns`: nodes in their own network namespaces, faults by nftables.
 //!
 //! Root only, with `ip` (iproute2) and `nft` (nftables): otherwise each test
-//! says why and passes. The end-to-end ones also need a built `dengine` (see
+//! fails under CI (`CI` set) or with `DENGINE_REQUIRE_ALL=1`, and elsewhere says
+//! why and passes. The end-to-end ones also need a built `dengine` (see
 //! e2e_dengine.rs). Every address used here lives inside namespaces these
 //! tests create (10.231.x.0/24), and every wait is bounded.
 
@@ -13,28 +14,35 @@ use d_engine_chaos::cluster::{ClusterSpec, LocalCluster, TargetKind};
 use d_engine_chaos::nemesis::Family;
 use d_engine_chaos::run::{NetBackend, RunConfig, run};
 
+#[track_caller]
 fn usable() -> bool {
-    match netns::unavailable() {
-        None => true,
-        Some(why) => {
-            eprintln!("skipped: {why}");
-            false
-        }
-    }
+    let found = netns::unavailable().map_or(Ok(()), Err);
+    require("network namespaces (root, ip, nft)", found).is_some()
 }
 
 mod support;
-use support::binary;
+use support::{binary, output_within, require, wait_within};
+
+/// `ip ARGS`, which must succeed within 10 s.
+#[track_caller]
+fn ip(args: &[&str]) {
+    let out = output_within(Command::new("ip").args(args), Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Can a TCP connection be opened from namespace `ns` to `addr` within 1 s?
 fn connects(ns: &str, addr: &str) -> bool {
     let (host, port) = addr.split_once(':').unwrap();
     let script = format!("exec 3<>/dev/tcp/{host}/{port}");
-    Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "1", "bash", "-c", &script])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "timeout", "1", "bash", "-c", &script]);
+    output_within(&mut cmd, Duration::from_secs(10))
+        .status
+        .success()
 }
 
 fn leftovers(names: &[String]) -> Vec<String> {
@@ -51,24 +59,13 @@ fn the_sweep_removes_what_a_dead_harness_left() {
     }
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id();
-    child.wait().unwrap();
+    wait_within(&mut child, Duration::from_secs(10), "true");
     let ns = format!("dch-{dead}-0-hub");
     let link = format!("dch{dead}x0");
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &ns])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let made_link = Command::new("ip")
-        .args([
-            "link", "add", &link, "type", "veth", "peer", "name", "host0", "netns", &ns,
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(made_link);
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "link", "add", &link, "type", "veth", "peer", "name", "host0", "netns", &ns,
+    ]);
     assert_eq!(leftovers(&[ns.clone(), link.clone()]).len(), 2);
     // Another test starting a cluster at the same time sweeps too: whichever
     // sweep ran, both must be gone.

@@ -1,21 +1,100 @@
-//! What the process-level chaos tests share.
+//! What the process-level chaos tests share: their prerequisites (a built
+//! `dengine`, root with `ip` and `nft`), which fail the test under CI and skip it
+//! elsewhere, and commands waited on with a deadline.
 
+#![allow(dead_code)]
+
+use std::fmt::Display;
+use std::io::Read;
 use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use d_engine_chaos::cluster::dengine_binary;
 
-/// The built `dengine` binary, or `None` (the test skips, saying why) unless
-/// `DENGINE_CHAOS_REQUIRED` is set, when a missing binary fails the test.
-pub fn binary() -> Option<PathBuf> {
-    match dengine_binary(None) {
-        Ok(p) if p.is_file() => Some(p),
-        other => {
-            assert!(
-                std::env::var_os("DENGINE_CHAOS_REQUIRED").is_none(),
-                "DENGINE_CHAOS_REQUIRED is set but there is no dengine binary: {other:?}"
-            );
-            eprintln!("skipped: no dengine binary ({other:?})");
+/// Whether a missing prerequisite fails the test instead of skipping it: under CI
+/// (`CI` set, and not to `false` or `0`) or with `DENGINE_REQUIRE_ALL=1`.
+pub fn prerequisites_required() -> bool {
+    let on =
+        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    on("CI") || on("DENGINE_REQUIRE_ALL")
+}
+
+/// `Some` when the prerequisite `what` is there. When it is not (`Err(why)`): a
+/// test failure naming it under CI or with `DENGINE_REQUIRE_ALL=1`, else a SKIP
+/// line on stderr and `None`, for the test to return.
+#[track_caller]
+pub fn require<T, E: Display>(what: &str, found: Result<T, E>) -> Option<T> {
+    match found {
+        Ok(v) => Some(v),
+        Err(why) if prerequisites_required() => {
+            panic!(
+                "prerequisite missing: {what}: {why} (required under CI or DENGINE_REQUIRE_ALL=1)"
+            )
+        }
+        Err(why) => {
+            let test = std::thread::current().name().unwrap_or("?").to_owned();
+            eprintln!("SKIP {test}: prerequisite missing: {what}: {why}");
             None
         }
+    }
+}
+
+/// The built `dengine` binary (see [`require`] when there is none).
+#[track_caller]
+pub fn binary() -> Option<PathBuf> {
+    let found = dengine_binary(None).and_then(|p| {
+        anyhow::ensure!(p.is_file(), "{} is not a file", p.display());
+        Ok(p)
+    });
+    require(
+        "a built dengine binary (cargo build --release -p dengine, or DENGINE_BIN)",
+        found.map_err(|e| format!("{e:#}")),
+    )
+}
+
+/// Runs `cmd` (stdin closed, output captured) and waits at most `limit`; a
+/// command still running then is killed and the test fails naming it.
+#[track_caller]
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = wait_within(&mut child, limit, &what);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Waits for `child` at most `limit`; one still running then is killed and the
+/// test fails naming it (`what`).
+#[track_caller]
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
