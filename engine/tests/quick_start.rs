@@ -1,9 +1,13 @@
 //! Runs the Quick Start example as a process: a single node elects itself and serves a
 //! put and a get through the client.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::output_within;
 
 /// The example binary cargo built beside this test (tests and examples share
 /// `target/<profile>/`).
@@ -18,11 +22,18 @@ fn quick_start_elects_itself_and_serves_a_put_and_a_get() {
     let bin = example_binary();
     if !bin.exists() {
         // `cargo test` and `cargo nextest run` build examples; a filtered build may not.
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "d-engine", "--example", "quick_start"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        // Built in this test's profile, so that it lands where `example_binary` looks.
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "d-engine", "--example", "quick_start"]);
+        if bin.ancestors().nth(2).and_then(|p| p.file_name()) == Some("release".as_ref()) {
+            build.arg("--release");
+        }
+        let out = output_within(&mut build, Duration::from_secs(1200));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(bin.exists(), "example not built at {}", bin.display());
     let dir = std::env::temp_dir().join(format!("dengine-quick-start-{}", std::process::id()));
@@ -42,12 +53,12 @@ fn quick_start_elects_itself_and_serves_a_put_and_a_get() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = Command::new(&bin)
+    let mut quick_start = Command::new(&bin);
+    quick_start
         .env("CONFIG_PATH", &config)
         .env("QUICK_START_DIR", dir.join("db"))
-        .env("QUICK_START_SELF_TEST", "1")
-        .output()
-        .unwrap();
+        .env("QUICK_START_SELF_TEST", "1");
+    let out = output_within(&mut quick_start, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

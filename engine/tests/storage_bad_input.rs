@@ -4,12 +4,15 @@
 //!
 //! Root bypasses permission bits, so as root the "no permission" case uses a read-only
 //! tmpfs mount instead, and the full disk is a 1 MiB tmpfs mounted by the test. Where
-//! mounting is impossible (not root), those cases print why they are skipped.
+//! mounting is impossible (not root), those cases fail under CI (`CI` set) or with
+//! `DENGINE_REQUIRE_ALL=1`, and elsewhere print why they are skipped.
 
 mod storage;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use d_engine::core::types::{Entry, EntryPayload};
@@ -18,6 +21,7 @@ use d_engine::storage::{
     StorageEngine, StorageError,
 };
 use storage::*;
+use support::{require, try_output_within};
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -39,11 +43,11 @@ impl Mount {
             return Err("mounting a tmpfs needs root".into());
         }
         let dir = TestDir::new(tag);
-        let out = Command::new("mount")
+        let mut mount = Command::new("mount");
+        mount
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
+            .arg(dir.path());
+        let out = try_output_within(&mut mount, Duration::from_secs(30))?;
         if !out.status.success() {
             return Err(format!(
                 "mount -t tmpfs failed: {}",
@@ -59,12 +63,12 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
+        let mut umount = Command::new("umount");
+        umount.arg(self.0.path());
+        if let Err(e) = try_output_within(&mut umount, Duration::from_secs(30)) {
+            eprintln!("{e}");
+        }
     }
-}
-
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
 }
 
 #[test]
@@ -110,9 +114,8 @@ fn directory_without_write_permission() {
         return;
     }
     // Root ignores permission bits; a read-only file system refuses root too.
-    let mnt = match Mount::tmpfs("bad-ro", "ro,size=1m") {
-        Ok(m) => m,
-        Err(why) => return skip("directory_without_write_permission", &why),
+    let Some(mnt) = require("a tmpfs mount", Mount::tmpfs("bad-ro", "ro,size=1m")) else {
+        return;
     };
     let in_root = FileStorageEngine::new(mnt.path()).err().expect("must fail");
     assert!(
@@ -155,9 +158,8 @@ fn big_entry(index: u64) -> Entry {
 
 #[test]
 fn full_disk_reports_disk_full_and_acknowledges_only_durable_entries() {
-    let mnt = match Mount::tmpfs("bad-full", "size=1m") {
-        Ok(m) => m,
-        Err(why) => return skip("full_disk_...", &why),
+    let Some(mnt) = require("a tmpfs mount", Mount::tmpfs("bad-full", "size=1m")) else {
+        return;
     };
     let opts = FileStorageOptions {
         segment_bytes: 256 * 1024,
@@ -204,9 +206,8 @@ fn full_disk_reports_disk_full_and_acknowledges_only_durable_entries() {
 
 #[test]
 fn full_disk_during_snapshot_keeps_the_previous_one() {
-    let mnt = match Mount::tmpfs("bad-full-sm", "size=1m") {
-        Ok(m) => m,
-        Err(why) => return skip("full_disk_during_snapshot_keeps_the_previous_one", &why),
+    let Some(mnt) = require("a tmpfs mount", Mount::tmpfs("bad-full-sm", "size=1m")) else {
+        return;
     };
     let dir = mnt.path().join("sm");
     let sm = FileStateMachine::open(&dir, 1).unwrap();
