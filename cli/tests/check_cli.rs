@@ -1,20 +1,24 @@
 //! `dengine check` end to end: verdicts, exit codes, reports, bad input.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
+use support::output_within;
+
+/// Porcupine's histories, copied into `testdata/porcupine-kv` (MIT, LICENSE.md there).
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/porcupine-kv")
+        .join("testdata/porcupine-kv")
         .join(name)
 }
 
 fn dengine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dengine"))
-        .arg("check")
-        .args(args)
-        .output()
-        .expect("run dengine")
+    let mut check = Command::new(env!("CARGO_BIN_EXE_dengine"));
+    check.arg("check").args(args);
+    output_within(&mut check, Duration::from_secs(120))
 }
 
 fn code(out: &Output) -> i32 {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use d_engine::client::{Client, ClientConfig, ClientError, ReadConsistency};
-use support::ProcCluster;
+use support::{ProcCluster, output_within};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -364,11 +364,10 @@ fn a_config_with_an_unknown_key_or_bad_value_is_refused_with_its_name() {
     ] {
         let path = dir.0.join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dengine"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        // A config that is not refused would serve forever: the deadline catches it.
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_dengine"));
+        serve.args(["serve", "--config"]).arg(&path);
+        let out = output_within(&mut serve, Duration::from_secs(30));
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -1,12 +1,14 @@
 //! A cluster of real `dengine serve` processes on 127.0.0.1 for tests: each node with
 //! its own config file, data directory and log; every process is killed when the
-//! cluster is dropped, so a failing test leaves nothing running.
+//! cluster is dropped, so a failing test leaves nothing running. Commands that
+//! should finish are waited on with a deadline ([`output_within`]).
 
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use d_engine::client::{Client, ClientConfig};
@@ -176,8 +178,9 @@ impl ProcCluster {
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn stop(&mut self, i: usize) -> Option<i32> {
+        // Signalled before it is taken: should that fail, the drop still kills it.
+        unsafe_sigterm(self.nodes[i].child.as_ref()?.id());
         let mut c = self.nodes[i].child.take()?;
-        unsafe_sigterm(c.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -242,9 +245,54 @@ impl Drop for ProcCluster {
 
 fn unsafe_sigterm(pid: u32) {
     // `kill -TERM` through the shell tool keeps the test free of libc.
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    let mut kill = Command::new("kill");
+    kill.args(["-TERM", &pid.to_string()]);
+    // The child is not reaped yet, so its pid is still ours even if it exited.
+    let out = output_within(&mut kill, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "kill -TERM {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `cmd` (stdin closed, output captured) and waits at most `limit`; a
+/// command still running then is killed and the test fails naming it.
+#[track_caller]
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// GET `http://addr/metrics`, as text.
