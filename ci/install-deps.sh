@@ -3,11 +3,14 @@
 #   librocksdb-dev libsnappy-dev libclang-dev: the `rocksdb` storage backend links
 #     Debian's RocksDB 7.8 instead of compiling the bundled C++ (20+ minutes on 2 cores).
 #   etcd-server: the etcd binary the bench and chaos tests compare against.
+#     The tests find it as `$ETCD_BIN` or `etcd` on the PATH (/usr/bin/etcd).
 #   iproute2 nftables: `dengine chaos --net netns` (network namespaces, nftables rules).
+#   procps: `kill`, which the process tests use to send SIGTERM.
+# Under CI (`CI` set) a test whose prerequisite is missing fails instead of skipping.
 # Nothing else: the protocol is compiled in pure Rust (no protoc).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(librocksdb-dev libsnappy-dev libclang-dev etcd-server iproute2 nftables)
+packages=(librocksdb-dev libsnappy-dev libclang-dev etcd-server iproute2 nftables procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
