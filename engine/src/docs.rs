@@ -15,8 +15,9 @@
 //!   has applied everything committed when the read arrived.
 //! - `Lease`: served by the leader without that round while its lease holds: the lease
 //!   lasts the minimum election timeout minus `read.clock_drift_margin_ms` from the
-//!   last confirmed round. Correct as long as clocks drift less than the margin; off
-//!   unless `read.lease_enabled`.
+//!   last confirmed round. Correct as long as clocks drift less than the margin. Off
+//!   unless `read.lease_enabled`; while off, a lease read is not refused but served
+//!   as a linearizable one.
 //! - `Serializable`: served by any node from its own state machine; may be stale.
 //!
 //! # Writes and retries

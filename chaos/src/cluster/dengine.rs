@@ -312,10 +312,7 @@ mod tests {
         ];
         let extra = vec![
             ("raft.election_timeout_ms_min".to_owned(), "300".to_owned()),
-            (
-                "read.default_consistency".to_owned(),
-                "serializable".to_owned(),
-            ),
+            ("logging.level".to_owned(), "debug".to_owned()),
         ];
         let text = config_toml(2, "127.0.0.1:2001", Path::new("/tmp/x"), &members, &extra).unwrap();
         let parsed: toml::Table = text.parse().unwrap();
@@ -335,10 +332,7 @@ mod tests {
             parsed["raft"]["election_timeout_ms_min"].as_integer(),
             Some(300)
         );
-        assert_eq!(
-            parsed["read"]["default_consistency"].as_str(),
-            Some("serializable")
-        );
+        assert_eq!(parsed["logging"]["level"].as_str(), Some("debug"));
     }
 
     /// Node i lists itself at its direct address and peer j at the proxy of

@@ -134,21 +134,15 @@ impl Default for RaftConfig {
     }
 }
 
-/// Which consistency a read gets when the request does not say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadConsistency {
-    Linearizable,
-    Lease,
-    Serializable,
-}
-
-/// Reads.
+/// Reads. Each read request names its consistency; one that leaves the field out
+/// gets the protocol's value 0, `READ_CONSISTENCY_LINEARIZABLE`, so the node has no
+/// default of its own to configure.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadConfig {
-    pub default_consistency: ReadConsistency,
-    /// Lease reads are refused unless this is on.
+    /// Serve lease reads from the leader's lease (needs `raft.check_quorum`, which keeps
+    /// followers from electing another leader while the lease holds). Off, a lease
+    /// read is not refused: it is served as a linearizable one, after a ReadIndex round.
     pub lease_enabled: bool,
     /// The lease is the election timeout minus this margin, to allow for clocks that
     /// run at different speeds on different nodes.
@@ -158,7 +152,6 @@ pub struct ReadConfig {
 impl Default for ReadConfig {
     fn default() -> Self {
         ReadConfig {
-            default_consistency: ReadConsistency::Linearizable,
             lease_enabled: false,
             clock_drift_margin_ms: 100,
         }

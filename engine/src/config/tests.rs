@@ -157,12 +157,21 @@ fn duplicate_member_ids_and_learner_only_clusters_are_refused() {
 }
 
 #[test]
-fn lease_default_needs_leases_enabled() {
-    let p =
-        problems(Config::from_toml_str("[read]\ndefault_consistency = \"lease\"\n").unwrap_err());
-    assert_eq!(p[0].key, "read.default_consistency");
-    Config::from_toml_str("[read]\ndefault_consistency = \"lease\"\nlease_enabled = true\n")
-        .unwrap();
+fn leases_need_check_quorum() {
+    let text = "[read]\nlease_enabled = true\n[raft]\ncheck_quorum = false\n";
+    let p = problems(Config::from_toml_str(text).unwrap_err());
+    assert_eq!(p[0].key, "read.lease_enabled", "{p:?}");
+    Config::from_toml_str("[read]\nlease_enabled = true\n").unwrap();
+}
+
+/// `read.default_consistency` was never read (a request without a consistency is
+/// linearizable by the protocol); it was removed, and a file still setting it must
+/// hear so rather than believe its reads are, say, serializable.
+#[test]
+fn removed_default_consistency_is_an_unknown_key() {
+    let err =
+        Config::from_toml_str("[read]\ndefault_consistency = \"serializable\"\n").unwrap_err();
+    assert!(err.to_string().contains("default_consistency"), "{err}");
 }
 
 #[test]

@@ -170,11 +170,12 @@ impl Config {
                 )
             },
         );
+        // Without check_quorum a follower may grant votes while the leader's lease
+        // still holds, so a lease read could return a value already overwritten.
         p.check(
-            self.read.default_consistency != super::ReadConsistency::Lease
-                || self.read.lease_enabled,
-            "read.default_consistency",
-            || "is `lease` but read.lease_enabled is false".into(),
+            !self.read.lease_enabled || r.check_quorum,
+            "read.lease_enabled",
+            || "requires raft.check_quorum = true".into(),
         );
     }
 }
