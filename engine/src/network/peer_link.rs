@@ -154,12 +154,13 @@ async fn run_link(peer: NodeId, ctx: LinkContext, mut rx: mpsc::Receiver<Message
                 };
                 send_on_stream(peer, c, req, &ctx);
             }
-            Body::InstallSnapshot { .. } => {
+            Body::InstallSnapshot { meta } => {
                 if snapshot_task.as_ref().is_none_or(|t| t.is_finished()) {
                     snapshot_task = Some(tokio::spawn(send_snapshot(
                         peer,
                         c.client.clone(),
                         header,
+                        meta.membership.clone(),
                         ctx.clone(),
                     )));
                 }
@@ -324,10 +325,17 @@ async fn send_vote(
 }
 
 /// Streams the state machine's current snapshot to `peer` in checksummed chunks.
+///
+/// `core_membership` is the membership the core knows at its snapshot point. A state
+/// machine learns memberships only from config entries it applies, so one that never
+/// applied any (the cluster still has the membership its configuration started with)
+/// holds none: such a snapshot is sent with the core's, which every follower needs
+/// (it refuses a snapshot without voters).
 async fn send_snapshot(
     peer: NodeId,
     mut client: RaftPeerClient<Channel>,
     header: pb::PeerHeader,
+    core_membership: crate::core::Membership,
     ctx: LinkContext,
 ) {
     let sm = ctx.sm.clone();
@@ -343,11 +351,14 @@ async fn send_snapshot(
         Ok((snap.meta, chunks))
     })
     .await;
-    let (meta, data) = match loaded {
+    let (mut meta, data) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return warn!(peer, error = %e, "cannot read the snapshot to send"),
         Err(e) => return warn!(peer, error = %e, "snapshot reader panicked"),
     };
+    if meta.membership.voters.is_empty() {
+        meta.membership = core_membership;
+    }
     let chunks = chunk_snapshot(header, &meta, data, ctx.snapshot_chunk_bytes);
     let total = chunks.last().map_or(0, |c| c.total_bytes);
     info!(
