@@ -51,8 +51,15 @@ async fn a_leader_paused_past_the_election_timeout_serves_no_stale_lease_read() 
     let old = cluster.leader().await.expect("a leader");
     let at_old = client(vec![endpoints[old].clone()], Duration::from_secs(5));
     at_old.put("k", "old").await.expect("put old");
-    let got = at_old.get("k", ReadConsistency::Lease).await.expect("lease read");
-    assert_eq!(got.as_deref(), Some(&b"old"[..]), "the lease serves before the pause");
+    let got = at_old
+        .get("k", ReadConsistency::Lease)
+        .await
+        .expect("lease read");
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"old"[..]),
+        "the lease serves before the pause"
+    );
 
     // Stop the leader first (it keeps its lease frozen), then cut it off.
     cluster.pause(old).unwrap();

@@ -255,7 +255,7 @@ impl Target for DengineTarget {
         let header = self.put_header();
         self.routed(Route::Leader, |c| {
             let req = PutRequest {
-                header: header.clone(),
+                header,
                 key: key.clone(),
                 value: value.clone(),
             };
