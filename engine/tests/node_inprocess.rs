@@ -316,15 +316,19 @@ fn batch_operations_are_answered_one_by_one_and_bad_batches_change_nothing() {
             assert_eq!(got.as_deref(), Some(v.as_bytes()));
         }
 
-        // Refused whole: an operation without a kind, or too many operations.
+        // Refused whole: an operation without a kind, too many operations, or more
+        // bytes than MAX_CLIENT_MESSAGE_BYTES though each value is under its bound.
+        let big = "x".repeat(700 * 1024);
         let refused = [
             vec![put("c1", "x"), BatchOp { op: None }],
             (0..=MAX_BATCH_OPS).map(|i| put(&format!("c{i}"), "x")).collect(),
+            vec![put("c0", &big), put("c1", &big)],
         ];
-        for (ops, code) in refused
-            .into_iter()
-            .zip([ErrorCode::InvalidArgument, ErrorCode::TooLarge])
-        {
+        for (ops, code) in refused.into_iter().zip([
+            ErrorCode::InvalidArgument,
+            ErrorCode::TooLarge,
+            ErrorCode::TooLarge,
+        ]) {
             let resp = kv
                 .batch(BatchRequest { ops })
                 .await

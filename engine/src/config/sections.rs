@@ -230,8 +230,8 @@ pub struct NetworkConfig {
     /// Messages queued to one peer; when it is full, the message being queued (the
     /// newest) is dropped, and Raft resends what matters (see `network::peer_link`).
     pub peer_queue_max: usize,
-    /// Largest client request accepted; larger ones get TOO_LARGE.
-    pub client_message_bytes_max: u64,
+    // No key bounds client requests: their sizes are the protocol's constants
+    // (`d_engine_proto::limits`), which clients size their batches by.
 }
 
 impl Default for NetworkConfig {
@@ -244,8 +244,6 @@ impl Default for NetworkConfig {
             reconnect_backoff_ms_min: 20,
             reconnect_backoff_ms_max: 500,
             peer_queue_max: 4_096,
-            // The protocol's MAX_CLIENT_MESSAGE_BYTES: a 1 MiB value plus headers.
-            client_message_bytes_max: 1024 * 1024 + 64 * 1024,
         }
     }
 }

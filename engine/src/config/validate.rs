@@ -65,10 +65,6 @@ impl Config {
         p.positive("network.request_timeout_ms", n.request_timeout_ms);
         p.positive("network.keepalive_interval_ms", n.keepalive_interval_ms);
         p.positive("network.peer_queue_max", n.peer_queue_max as u64);
-        p.positive(
-            "network.client_message_bytes_max",
-            n.client_message_bytes_max,
-        );
         p.check(
             n.reconnect_backoff_ms_min > 0
                 && n.reconnect_backoff_ms_min <= n.reconnect_backoff_ms_max,

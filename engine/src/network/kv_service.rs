@@ -2,10 +2,12 @@
 //! and turns the outcome into a reply with a typed error.
 
 use d_engine_proto::limits::{
-    DEFAULT_SCAN_LIMIT, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_REPLY_BYTES,
+    DEFAULT_SCAN_LIMIT, MAX_BATCH_OPS, MAX_CLIENT_MESSAGE_BYTES, MAX_KEY_BYTES, MAX_SCAN_LIMIT,
+    MAX_SCAN_REPLY_BYTES,
 };
 use d_engine_proto::v1 as pb;
 use d_engine_proto::v1::kv_server::Kv;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::address_book::RESERVED_KEY_PREFIX;
@@ -50,6 +52,28 @@ impl KvService {
                     value.len(),
                     self.ctx.value_bytes_max
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A batch's bounds: MAX_BATCH_OPS operations and MAX_CLIENT_MESSAGE_BYTES encoded.
+    /// Only a batch can pass its key and value checks and still exceed the message
+    /// bound (a single put of the largest key and value is under it), and tonic lets
+    /// through up to twice the bound (see `CLIENT_DECODE_BYTES_MAX`), so the message
+    /// bound is checked here.
+    fn check_batch_size(&self, r: &pb::BatchRequest) -> Result<(), Err> {
+        if r.ops.len() > MAX_BATCH_OPS {
+            return Err(self.ctx.error(
+                pb::ErrorCode::TooLarge,
+                format!("{} operations exceed {MAX_BATCH_OPS}", r.ops.len()),
+            ));
+        }
+        let bytes = r.encoded_len();
+        if bytes > MAX_CLIENT_MESSAGE_BYTES {
+            return Err(self.ctx.error(
+                pb::ErrorCode::TooLarge,
+                format!("batch of {bytes} bytes exceeds {MAX_CLIENT_MESSAGE_BYTES}"),
             ));
         }
         Ok(())
@@ -271,12 +295,9 @@ impl KvService {
     /// would; results come back in request order.
     async fn batch_op(&self, r: pb::BatchRequest) -> pb::BatchResponse {
         use pb::{batch_op::Op, batch_result::Result as R};
-        if r.ops.len() > MAX_BATCH_OPS {
+        if let Err(error) = self.check_batch_size(&r) {
             return pb::BatchResponse {
-                error: self.ctx.error(
-                    pb::ErrorCode::TooLarge,
-                    format!("{} operations exceed {MAX_BATCH_OPS}", r.ops.len()),
-                ),
+                error,
                 results: Vec::new(),
             };
         }

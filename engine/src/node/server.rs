@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use d_engine_proto::limits::MAX_PEER_MESSAGE_BYTES;
+use d_engine_proto::limits::{MAX_CLIENT_MESSAGE_BYTES, MAX_PEER_MESSAGE_BYTES};
 use d_engine_proto::v1::cluster_admin_server::ClusterAdminServer;
 use d_engine_proto::v1::kv_server::KvServer;
 use d_engine_proto::v1::raft_peer_server::RaftPeerServer;
@@ -24,6 +24,12 @@ use crate::network::{LeaderView, RefusedCounters};
 
 /// Peer messages waiting for the event loop; senders wait when it is full.
 const PEER_QUEUE: usize = 4096;
+/// Largest client message tonic decodes: twice the protocol's MAX_CLIENT_MESSAGE_BYTES.
+/// The services check the key, value and batch bounds and answer TOO_LARGE; decoding
+/// beyond the message bound lets a request somewhat over it (a 2 MiB value, say) get
+/// that typed answer rather than tonic's OUT_OF_RANGE status, while still capping what
+/// a client can make the node buffer.
+const CLIENT_DECODE_BYTES_MAX: usize = 2 * MAX_CLIENT_MESSAGE_BYTES;
 
 /// Binds the node's address (blocking, before the runtime serves anything: see
 /// `NodeBuilder::build` for why this comes before storage is opened).
@@ -123,7 +129,7 @@ pub(crate) async fn start(parts: Parts, listener: std::net::TcpListener) -> Resu
     };
     // tonic refuses messages over these sizes outright; below them the services check
     // the finer limits and answer with typed errors.
-    let client_max = (config.network.client_message_bytes_max as usize).saturating_mul(2);
+    let client_max = CLIENT_DECODE_BYTES_MAX;
     let router = tonic::transport::Server::builder()
         .trace_fn(request_span)
         .tcp_nodelay(true)
