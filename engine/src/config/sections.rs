@@ -199,7 +199,8 @@ pub enum StorageBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub backend: StorageBackend,
-    /// Size of one preallocated log segment file (see `FileStorageOptions::segment_bytes`).
+    /// Size of one preallocated log segment file (see `FileStorageOptions::segment_bytes`):
+    /// at least 2,113,536 (twice the largest entry), at most `u32::MAX`, a multiple of 8.
     pub segment_bytes: u64,
 }
 

@@ -207,6 +207,10 @@ fn a_segment_too_small_for_the_largest_entry_is_refused() {
         .find(|p| p.key == "storage.segment_bytes")
         .unwrap_or_else(|| panic!("no problem for storage.segment_bytes: {found:?}"));
     assert!(p.problem.contains("largest entry"), "{}", p.problem);
+    // The number the docs give is the real bound.
+    assert!(p.problem.contains("2113536"), "{}", p.problem);
+    let example = include_str!("../../config/example.toml");
+    assert!(example.contains("at least 2113536 bytes"), "example.toml");
     // The smallest accepted size holds a 1 MiB value with its key and headers.
     let ok = format!(
         "[storage]\nsegment_bytes = {}\n",
@@ -214,4 +218,23 @@ fn a_segment_too_small_for_the_largest_entry_is_refused() {
     );
     let c = Config::from_toml_str(&ok).unwrap_or_else(|e| panic!("{e}"));
     c.validate().unwrap();
+}
+
+#[test]
+fn a_segment_size_the_file_log_would_refuse_is_refused_naming_the_key() {
+    let min = 2 * d_engine_proto::limits::MAX_ENTRY_BYTES as u64;
+    for (bytes, why) in [
+        (min + 4, "multiple of 8"),
+        (u64::from(u32::MAX) + 1, "at most 4294967295"),
+    ] {
+        let text = format!("[storage]\nsegment_bytes = {bytes}\n");
+        let found = problems(Config::from_toml_str(&text).unwrap_err());
+        assert!(
+            found
+                .iter()
+                .any(|p| p.key == "storage.segment_bytes" && p.problem.contains(why)),
+            "{bytes}: {found:?}"
+        );
+    }
+    assert_eq!(min, 2_113_536, "the docs state this number");
 }

@@ -6,9 +6,15 @@ use std::net::SocketAddr;
 
 use super::{Config, ConfigError};
 
-/// Smallest `storage.segment_bytes`: twice the largest entry (a 1 MiB value with its key,
-/// session and record headers), so any entry a client may send fits in a segment.
-const MIN_SEGMENT_BYTES: u64 = 2 * d_engine_proto::limits::MAX_ENTRY_BYTES as u64;
+/// Smallest `storage.segment_bytes`, 2,113,536: twice the largest entry (a 1 MiB value
+/// with its key, session and record headers, MAX_ENTRY_BYTES = 1 MiB + 8 KiB), so any
+/// entry a client may send fits in a segment with its header.
+const SEGMENT_BYTES_MIN: u64 = 2 * d_engine_proto::limits::MAX_ENTRY_BYTES as u64;
+/// Largest `storage.segment_bytes`: the file log addresses a segment with u32 offsets
+/// (`storage::file` refuses more when it opens).
+const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+/// The file log's records are 8-byte aligned, so a segment is a whole number of words.
+const SEGMENT_BYTES_ALIGN: u64 = 8;
 
 /// One thing wrong with a configuration: the key and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,12 +61,7 @@ impl Config {
         self.validate_raft(&mut p);
         let (s, n) = (&self.snapshot, &self.network);
         p.positive("snapshot.chunk_bytes", s.chunk_bytes);
-        p.positive("storage.segment_bytes", self.storage.segment_bytes);
-        p.check(
-            self.storage.segment_bytes >= MIN_SEGMENT_BYTES,
-            "storage.segment_bytes",
-            || format!("must be at least {MIN_SEGMENT_BYTES} (a segment holds the largest entry)"),
-        );
+        validate_segment_bytes(&mut p, self.storage.segment_bytes);
         p.positive("network.connect_timeout_ms", n.connect_timeout_ms);
         p.positive("network.request_timeout_ms", n.request_timeout_ms);
         p.positive("network.keepalive_interval_ms", n.keepalive_interval_ms);
@@ -174,4 +175,22 @@ impl Config {
             || "requires raft.check_quorum = true".into(),
         );
     }
+}
+
+/// The file log's rules for `storage.segment_bytes`, checked here so that a bad value
+/// is refused naming the key rather than when storage opens.
+fn validate_segment_bytes(p: &mut Problems, bytes: u64) {
+    let key = "storage.segment_bytes";
+    p.check(bytes >= SEGMENT_BYTES_MIN, key, || {
+        format!(
+            "({bytes}) must be at least {SEGMENT_BYTES_MIN}, twice the largest entry \
+             (a segment must hold the largest entry a client may send)"
+        )
+    });
+    p.check(bytes <= SEGMENT_BYTES_MAX, key, || {
+        format!("({bytes}) must be at most {SEGMENT_BYTES_MAX}")
+    });
+    p.check(bytes.is_multiple_of(SEGMENT_BYTES_ALIGN), key, || {
+        format!("({bytes}) must be a multiple of {SEGMENT_BYTES_ALIGN}")
+    });
 }
