@@ -117,6 +117,13 @@ fn samples() -> Vec<Sample> {
             },
         ),
         sample("Membership", membership().unwrap()),
+        sample(
+            "MemberAddress",
+            MemberAddress {
+                id: 4,
+                addr: "[::1]:9004".into(),
+            },
+        ),
         sample("Entry", entry(EntryKind::Command, 10)),
         sample(
             "SnapshotMeta",
