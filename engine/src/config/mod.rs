@@ -7,8 +7,9 @@
 //! a typo must not silently leave a default in force. [`Config::validate`] then checks
 //! ranges and relations between keys, naming each key it rejects.
 //!
-//! `engine/config/example.toml` lists every key with its default and meaning; a test
-//! keeps it equal to the defaults here.
+//! `engine/config/example.toml` lists every key with its default and meaning; tests
+//! keep it equal to the defaults here and check that code outside `config/` reads
+//! every key (`tests_keys`).
 
 mod load;
 mod sections;
@@ -58,3 +59,5 @@ pub struct Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keys;
