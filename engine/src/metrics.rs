@@ -51,6 +51,10 @@ pub const SNAPSHOTS_INSTALLED: &str = "dengine_snapshots_installed_total";
 pub const MEMBERSHIP_CHANGES: &str = "dengine_membership_changes_total";
 /// Peer messages refused before reaching Raft, by `reason`.
 pub const PEER_REFUSED: &str = "dengine_peer_refused_total";
+/// Messages the Raft core itself ignored, by reason (`core::Refusal`): the rules that
+/// need its state (a same-term message from a non-leader, an answer beyond the log,
+/// a read round never started, a term that would overflow).
+pub const RAFT_REFUSED: &str = "dengine_raft_refused_total";
 
 /// Serves the metrics at `addr` (`/metrics`). Fails if `addr` cannot be bound or a
 /// recorder is already installed in this process.

@@ -352,4 +352,14 @@ fn hostile_peer_messages_are_refused_and_the_node_keeps_serving() {
     assert_eq!(counted("absurd_index"), 3, "appends #4 and #5, a snapshot");
     assert_eq!(counted("malformed_snapshot"), 1);
     assert_eq!(counted("malformed"), 1, "the gapped append #3");
+    // The same-term append (#2) passes the stateless rules and reaches Raft, which
+    // refuses it; the loop publishes the core's counts with its gauges (every 10 ticks).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.counter("dengine_raft_refused_total", "not_leader") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the core's refusal of the same-term append is not counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

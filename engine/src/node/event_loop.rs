@@ -195,9 +195,15 @@ impl EventLoop {
 
     fn on_persisted(&mut self, seq: u64, r: Result<(), String>) -> Result<(), Error> {
         if let Err(e) = r {
+            // No retry: after a failed write or fsync the kernel may already have
+            // dropped the dirty pages, and a later fsync can report success for data
+            // that never reached the disk ("fsyncgate"). Only a restart, which recovers
+            // from what is durable, knows what the log holds.
             return Err(
                 StorageError::Failed(Box::new(StorageError::InvalidRequest(format!(
-                    "log write failed: {e}"
+                    "log write failed: {e}; the node stops, since what the disk holds is \
+                     unknown after a failed write or fsync: check the disk, then restart \
+                     the node (it recovers from what is durable)"
                 ))))
                 .into(),
             );
@@ -473,6 +479,10 @@ impl EventLoop {
             let (match_index, lag) = m.peer(p.id);
             match_index.set(p.match_index as f64);
             lag.set(p.lag as f64);
+        }
+        for (reason, n) in self.raft.refusals().iter().filter(|&(_, n)| n > 0) {
+            metrics::counter!(crate::metrics::RAFT_REFUSED, "node" => m.node.clone(), "reason" => reason.name())
+                .absolute(n);
         }
     }
 
