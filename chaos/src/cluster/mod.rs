@@ -40,7 +40,7 @@ pub mod netns;
 pub mod process;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -236,7 +236,7 @@ impl LocalCluster {
                     eprintln!("chaos: {e:#}; retrying with fresh ports (attempt {attempt})");
                     attempt += 1;
                     for id in 1..=spec.nodes as u64 {
-                        let _ = std::fs::remove_dir_all(node_dir(&spec, id).join("data"));
+                        wipe_unless_in_use(&node_dir(&spec, id).join("data"))?;
                     }
                 }
                 Err(StartError::Exited(e) | StartError::Other(e)) => return Err(e),
@@ -689,7 +689,7 @@ impl LocalCluster {
             self.netns.as_mut(),
         )
         .await?;
-        let _ = std::fs::remove_dir_all(node.dir.join("data"));
+        wipe_unless_in_use(&node.dir.join("data"))?;
         if let Some(net) = &self.net {
             net.set_slot(p, None);
         }
@@ -827,4 +827,50 @@ async fn sample_rss(table: RssTable) {
 
 pub(super) fn node_dir(spec: &ClusterSpec, id: u64) -> PathBuf {
     spec.dir.join(format!("node{id}"))
+}
+
+/// The stores of a d-engine data directory that hold a lock (see the node's
+/// `open_backends`).
+const LOCKED_STORES: [&str; 3] = ["storage", "state_machine", "rocksdb-state"];
+
+/// Removes a node's data directory, unless a live process holds one of its stores'
+/// locks: a node started by hand (or left from another run) on the same directory
+/// must never lose its data to a retried start.
+fn wipe_unless_in_use(data: &Path) -> anyhow::Result<()> {
+    for store in LOCKED_STORES {
+        if let Ok(Some(pid)) = d_engine::storage::dir_lock::holder(&data.join(store)) {
+            anyhow::bail!(
+                "{} is in use by another process (pid {pid}); not wiping it",
+                data.display()
+            );
+        }
+    }
+    match std::fs::remove_dir_all(data) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", data.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod wipe_tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_in_use_is_not_wiped_and_a_free_one_is() {
+        let root = std::env::temp_dir().join(format!("chaos-wipe-{}", std::process::id()));
+        let data = root.join("data");
+        let store = data.join("storage");
+        std::fs::create_dir_all(&store).unwrap();
+        let lock = d_engine::storage::DirLock::acquire(&store).unwrap();
+        let e = wipe_unless_in_use(&data).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e:#}");
+        assert!(store.is_dir(), "a held directory is kept");
+        drop(lock);
+        wipe_unless_in_use(&data).unwrap();
+        assert!(!data.exists());
+        wipe_unless_in_use(&data).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
