@@ -53,12 +53,25 @@ pub enum SessionCheck {
     Answer(Bytes),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionTable {
     records: BTreeMap<u64, SessionRecord>,
     /// `(last_index, client_id)` of every record: the eviction order.
     by_age: BTreeSet<(LogIndex, u64)>,
+    /// While a batch is applied (see [`SessionTable::begin`]): the record each changed
+    /// client id had before its first change, so a batch that fails to persist can be
+    /// undone without copying the whole table first.
+    undo: Option<BTreeMap<u64, Option<SessionRecord>>>,
 }
+
+/// Two tables are equal when they hold the same records (the journal is scratch).
+impl PartialEq for SessionTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.records == other.records
+    }
+}
+
+impl Eq for SessionTable {}
 
 impl SessionTable {
     pub fn get(&self, client_id: u64) -> Option<&SessionRecord> {
@@ -79,6 +92,7 @@ impl SessionTable {
 
     /// Inserts or replaces a record (loading a snapshot or a database).
     pub fn insert(&mut self, client_id: u64, rec: SessionRecord) {
+        self.journal(client_id);
         if let Some(old) = self.records.insert(client_id, rec.clone()) {
             self.by_age.remove(&(old.last_index, client_id));
         }
@@ -86,8 +100,43 @@ impl SessionTable {
     }
 
     fn remove(&mut self, client_id: u64) {
+        self.journal(client_id);
         if let Some(old) = self.records.remove(&client_id) {
             self.by_age.remove(&(old.last_index, client_id));
+        }
+    }
+
+    fn journal(&mut self, client_id: u64) {
+        if let Some(undo) = &mut self.undo
+            && !undo.contains_key(&client_id)
+        {
+            undo.insert(client_id, self.records.get(&client_id).cloned());
+        }
+    }
+
+    /// Starts recording changes, for [`SessionTable::rollback`].
+    pub fn begin(&mut self) {
+        self.undo = Some(BTreeMap::new());
+    }
+
+    /// Keeps every change since [`SessionTable::begin`].
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+
+    /// Puts back every record changed since [`SessionTable::begin`].
+    pub fn rollback(&mut self) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        for (id, old) in undo {
+            if let Some(cur) = self.records.remove(&id) {
+                self.by_age.remove(&(cur.last_index, id));
+            }
+            if let Some(rec) = old {
+                self.by_age.insert((rec.last_index, id));
+                self.records.insert(id, rec);
+            }
         }
     }
 
@@ -246,6 +295,30 @@ mod tests {
             dropped.push(d)
         });
         assert_eq!(dropped, vec![0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn a_rolled_back_batch_leaves_the_table_as_it_was() {
+        let mut t = SessionTable::default();
+        t.record(1, 1, 1, &written(), &mut |_| {});
+        t.record(2, 1, 2, &written(), &mut |_| {});
+        let before = t.clone();
+        t.begin();
+        t.record(1, 2, 3, &written(), &mut |_| {});
+        t.record(3, 1, 4, &written(), &mut |_| {});
+        t.expire(5 + SESSION_IDLE_ENTRIES_MAX, &mut |_| {});
+        assert!(t.is_empty());
+        t.rollback();
+        assert_eq!(t, before);
+        assert_eq!(
+            t.by_age, before.by_age,
+            "the eviction order is restored too"
+        );
+        t.begin();
+        t.record(4, 1, 9, &written(), &mut |_| {});
+        t.commit();
+        t.rollback();
+        assert!(t.get(4).is_some(), "a committed batch stays");
     }
 
     #[test]

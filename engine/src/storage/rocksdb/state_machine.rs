@@ -227,9 +227,14 @@ impl RocksDBStateMachine {
     }
 }
 
-impl StateMachine for RocksDBStateMachine {
-    fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>> {
-        let mut st = self.lock();
+impl RocksDBStateMachine {
+    /// Applies a batch to `sessions` and `applied` and writes it as one RocksDB batch.
+    fn apply_and_write(
+        &self,
+        sessions: &mut SessionTable,
+        applied: &mut SnapshotMeta,
+        entries: &[Entry],
+    ) -> Result<Vec<Bytes>> {
         let data = self.cf(CF_DATA)?;
         let mut overlay = Overlay {
             db: &self.db,
@@ -237,19 +242,14 @@ impl StateMachine for RocksDBStateMachine {
             pending: BTreeMap::new(),
             error: None,
         };
-        // Work on copies: if the write fails, memory must still match the database.
-        let mut sessions = st.sessions.clone();
-        let mut applied = st.applied.clone();
+        let before = applied.last_index;
         let mut touched = Vec::new();
-        let out = Applier {
-            sessions: &mut sessions,
-            applied: &mut applied,
-        }
-        .apply_batch(&mut overlay, entries, &mut |id| touched.push(id))?;
+        let out = Applier { sessions, applied }
+            .apply_batch(&mut overlay, entries, &mut |id| touched.push(id))?;
         if let Some(e) = overlay.error {
             return Err(db_err("reading", &self.db_path, e));
         }
-        if applied.last_index == st.applied.last_index {
+        if applied.last_index == before {
             return Ok(out);
         }
         let mut batch = WriteBatch::default();
@@ -270,14 +270,35 @@ impl StateMachine for RocksDBStateMachine {
         batch.put_cf(
             self.cf(CF_META)?,
             KEY_APPLIED,
-            codec::encode_snapshot_meta(&applied),
+            codec::encode_snapshot_meta(applied),
         );
         // Not synced: the log holds these entries durably and is replayed after
         // `applied` if the tail of RocksDB's WAL is lost; the batch itself is atomic.
         self.write(batch, false)?;
-        st.sessions = sessions;
-        st.applied = applied;
         Ok(out)
+    }
+}
+
+impl StateMachine for RocksDBStateMachine {
+    fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>> {
+        let mut st = self.lock();
+        // If the batch fails, memory must still match the database: the session table
+        // journals what it changes (no copy of the whole table per batch) and the
+        // applied meta is a copy until the write succeeded.
+        let st = &mut *st;
+        st.sessions.begin();
+        let mut applied = st.applied.clone();
+        match self.apply_and_write(&mut st.sessions, &mut applied, entries) {
+            Ok(out) => {
+                st.sessions.commit();
+                st.applied = applied;
+                Ok(out)
+            }
+            Err(e) => {
+                st.sessions.rollback();
+                Err(e)
+            }
+        }
     }
 
     fn applied(&self) -> SnapshotMeta {
