@@ -177,8 +177,9 @@ pub(crate) fn build(
     let seed = seed_from_entropy() ^ config.node.id;
     let raft = Raft::new(config.node.id, core_config(&config), seed, restored)
         .map_err(ConsensusError::from)?;
-    // The configured members seed the book; the durable membership (snapshot meta and
-    // config entries) says where the current members are and wins over them. Data
+    // The configured members seed the book (a node's own configuration may route to a
+    // peer its own way, e.g. through a proxy); the durable membership (snapshot meta and
+    // config entries) adds every current member the configuration does not list. Data
     // written before memberships carried addresses has none: then the book is the
     // configuration's, as it was.
     let book = AddressBook::new(

@@ -797,12 +797,16 @@ impl EventLoop {
     }
 }
 
-/// Records the addresses a membership carries. This node's own entry is left alone (it
-/// knows where it listens), and so is a placeholder port 0 (a configuration that lets
-/// the OS choose: the real address is learned once bound).
+/// Records the addresses a membership carries for nodes this one has no address of.
+///
+/// An address already in the book wins: the node's own configuration may route to a
+/// peer differently from the node that wrote the membership (a per-link proxy, as the
+/// chaos harness uses, or a NAT), and a member's address never changes under the same
+/// id (ids are not reused, and adding an existing member is refused). A placeholder
+/// port 0 (the OS chooses; the real address is learned once bound) is never recorded.
 pub(crate) fn learn_addresses(book: &AddressBook, me: NodeId, m: &Membership) {
     for (&id, addr) in &m.addresses {
-        if id != me && !addr.ends_with(":0") && book.get(id).as_deref() != Some(addr.as_str()) {
+        if id != me && !addr.ends_with(":0") && !book.contains(id) {
             book.insert(id, addr.clone());
         }
     }
