@@ -3,46 +3,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use d_engine::client::{Client, ClientConfig, ClientError, ReadConsistency};
-use support::{ProcCluster, output_within};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Writes `n` keys with a prefix; returns what was acknowledged.
-async fn write_keys(client: &Client, prefix: &str, n: usize) -> BTreeMap<String, String> {
-    let mut acked = BTreeMap::new();
-    for i in 0..n {
-        let (k, v) = (format!("{prefix}{i:04}"), format!("value-{prefix}-{i}"));
-        client
-            .put(k.clone(), v.clone())
-            .await
-            .unwrap_or_else(|e| panic!("put {k}: {e}"));
-        acked.insert(k, v);
-    }
-    acked
-}
-
-async fn assert_all_present(client: &Client, acked: &BTreeMap<String, String>) {
-    for (k, v) in acked {
-        let got = client
-            .get(k.clone(), ReadConsistency::Linearizable)
-            .await
-            .unwrap();
-        assert_eq!(
-            got.as_deref(),
-            Some(v.as_bytes()),
-            "acknowledged key {k} lost or wrong"
-        );
-    }
-}
+use support::{ProcCluster, assert_all_present, output_within, runtime, write_keys};
 
 fn kill_leader_then_follower(nodes: usize) {
     let mut c = ProcCluster::start(&format!("kill{nodes}"), nodes, "");

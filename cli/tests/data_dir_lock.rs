@@ -9,14 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use d_engine::client::ReadConsistency;
-use support::{ProcCluster, free_ports};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{ProcCluster, free_ports, runtime};
 
 /// `dengine serve --config CONFIG`, which is expected to give up by itself; killed
 /// (failing the test) if it is still running after 20 s.

@@ -12,18 +12,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use d_engine::client::{Client, ClientConfig, ReadConsistency};
-use support::ProcCluster;
+use support::{ProcCluster, assert_all_present, runtime, write_keys};
 
 /// Snapshot every 50 entries and keep 10 behind: 150 writes put every node's
 /// snapshot past the entries of a membership change.
 const SNAPSHOT_OFTEN: &str = "[snapshot]\nentries_since_last = 50\ntrailing_entries = 10\n";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn client_of(endpoints: Vec<String>) -> Client {
     Client::connect(
@@ -32,29 +25,6 @@ fn client_of(endpoints: Vec<String>) -> Client {
             .deadline(Duration::from_secs(15)),
     )
     .unwrap()
-}
-
-async fn write_keys(client: &Client, prefix: &str, n: usize) -> BTreeMap<String, String> {
-    let mut acked = BTreeMap::new();
-    for i in 0..n {
-        let (k, v) = (format!("{prefix}{i:04}"), format!("v-{prefix}-{i}"));
-        client
-            .put(k.clone(), v.clone())
-            .await
-            .unwrap_or_else(|e| panic!("put {k}: {e}"));
-        acked.insert(k, v);
-    }
-    acked
-}
-
-async fn assert_all_present(client: &Client, acked: &BTreeMap<String, String>) {
-    for (k, v) in acked {
-        let got = client
-            .get(k.clone(), ReadConsistency::Linearizable)
-            .await
-            .unwrap_or_else(|e| panic!("get {k}: {e}"));
-        assert_eq!(got.as_deref(), Some(v.as_bytes()), "acknowledged {k} lost");
-    }
 }
 
 /// Starts node `id` with an empty data dir (its config lists the current voters and
@@ -157,7 +127,7 @@ fn node_restarted_after_churn_follows_a_leader_it_learned_from_the_log() {
         wait_local_value(
             &c.nodes[one].addr,
             "c0019",
-            "v-c-19",
+            "value-c-19",
             Duration::from_secs(10),
         )
         .await;

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use d_engine::client::{Client, ClientConfig};
+use std::collections::BTreeMap;
+
+use d_engine::client::{Client, ClientConfig, ReadConsistency};
 
 pub struct TestDir(pub PathBuf);
 
@@ -308,4 +310,41 @@ pub fn scrape(addr: &str) -> std::io::Result<String> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok(body)
+}
+
+/// A current-thread runtime for a test's async part.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `n` keys `{prefix}{i:04}` = `value-{prefix}-{i}`; returns what was acknowledged.
+pub async fn write_keys(client: &Client, prefix: &str, n: usize) -> BTreeMap<String, String> {
+    let mut acked = BTreeMap::new();
+    for i in 0..n {
+        let (k, v) = (format!("{prefix}{i:04}"), format!("value-{prefix}-{i}"));
+        client
+            .put(k.clone(), v.clone())
+            .await
+            .unwrap_or_else(|e| panic!("put {k}: {e}"));
+        acked.insert(k, v);
+    }
+    acked
+}
+
+/// Every acknowledged write is there, read linearizably.
+pub async fn assert_all_present(client: &Client, acked: &BTreeMap<String, String>) {
+    for (k, v) in acked {
+        let got = client
+            .get(k.clone(), ReadConsistency::Linearizable)
+            .await
+            .unwrap_or_else(|e| panic!("get {k}: {e}"));
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_bytes()),
+            "acknowledged key {k} lost or wrong"
+        );
+    }
 }
