@@ -519,6 +519,7 @@ fn reply_error(err: Option<de::ReplyError>) -> Result<Option<u64>, OpError> {
         | C::InvalidArgument
         | C::ShuttingDown
         | C::Transferring
+        | C::NoSpace
         | C::MembershipChangeInProgress => Err(OpError::definite(message)),
         // TIMEOUT, UNAVAILABLE (a proposal may be in the log already),
         // SESSION_EXPIRED, INTERNAL: unknown.

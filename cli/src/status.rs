@@ -49,13 +49,14 @@ pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
                     let h = s.header.unwrap_or_default();
                     if args.json {
                         writeln!(out,
-                            "{{\"endpoint\":\"{endpoint}\",\"id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{},\"last\":{}}}",
-                            h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index
+                            "{{\"endpoint\":\"{endpoint}\",\"id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{},\"last\":{},\"no_space\":{}}}",
+                            h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index, s.no_space
                         )?;
                     } else {
                         writeln!(out,
-                            "{endpoint:<22} {:>4} {:<13} {:>6} {:>6} {:>10} {:>10} {:>10}",
-                            h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index
+                            "{endpoint:<22} {:>4} {:<13} {:>6} {:>6} {:>10} {:>10} {:>10}{}",
+                            h.node_id, role_name(s.role), h.term, h.leader_id, s.commit_index, s.applied_index, s.last_index,
+                            if s.no_space { "  DISK FULL: writes refused until space is freed" } else { "" }
                         )?;
                     }
                 }

@@ -26,6 +26,9 @@ pub const QUEUE_DEPTH: &str = "dengine_queue_depth";
 pub const PROPOSALS: &str = "dengine_proposals_total";
 /// Reads by `consistency`.
 pub const READS: &str = "dengine_reads_total";
+/// 1 while storage holds writes back because the disk is full (writes answer
+/// NO_SPACE; the node leaves the state by itself once space is freed), else 0.
+pub const STORAGE_NO_SPACE: &str = "dengine_storage_no_space";
 /// Requests answered BUSY because a queue was full.
 pub const BUSY: &str = "dengine_busy_total";
 /// Time from queueing a log write to its being durable (includes the fsync), and
@@ -88,6 +91,7 @@ pub(crate) struct LoopMetrics {
     pub snapshot: metrics::Gauge,
     pub client_queue: metrics::Gauge,
     pub peer_queue: metrics::Gauge,
+    pub no_space: metrics::Gauge,
     pub proposals: metrics::Counter,
     pub log_write_seconds: metrics::Histogram,
     pub log_write_entries: metrics::Histogram,
@@ -116,6 +120,7 @@ impl LoopMetrics {
             snapshot: metrics::gauge!(SNAPSHOT_INDEX, &l()),
             client_queue: metrics::gauge!(QUEUE_DEPTH, "node" => n.clone(), "queue" => "client"),
             peer_queue: metrics::gauge!(QUEUE_DEPTH, "node" => n.clone(), "queue" => "peer"),
+            no_space: metrics::gauge!(STORAGE_NO_SPACE, &l()),
             proposals: metrics::counter!(PROPOSALS, &l()),
             log_write_seconds: metrics::histogram!(LOG_WRITE_SECONDS, &l()),
             log_write_entries: metrics::histogram!(LOG_WRITE_ENTRIES, &l()),

@@ -156,8 +156,30 @@ fn big_entry(index: u64) -> Entry {
     }
 }
 
+/// Writes into `dir` until the file system is full (ENOSPC); returns the file, to
+/// delete when the test frees the space.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xA5u8; 16 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    path
+}
+
+/// Regression (issue 14): a full disk stopped the log writer for good (every later
+/// write failed until the node was restarted, and the node exited). Now the writer
+/// holds writes back, in order, and retries until space is freed: nothing is
+/// acknowledged that is not durable, and nothing queued is lost.
 #[test]
-fn full_disk_reports_disk_full_and_acknowledges_only_durable_entries() {
+fn full_disk_holds_writes_back_until_space_is_freed_and_loses_nothing() {
     let Some(mnt) = require("a tmpfs mount", Mount::tmpfs("bad-full", "size=1m")) else {
         return;
     };
@@ -167,41 +189,103 @@ fn full_disk_reports_disk_full_and_acknowledges_only_durable_entries() {
     };
     let log = mnt.path().join("log");
     let e = FileStorageEngine::open(&log, opts.clone()).unwrap();
+    // The first segment and its spare are there; then the space goes.
+    std::thread::sleep(Duration::from_millis(300));
+    let filler = fill(mnt.path());
     let mut acked = 0;
-    let err = loop {
-        match e.append(vec![big_entry(acked + 1)], None).wait() {
-            Ok(i) => acked = i,
-            Err(err) => break err,
+    let stuck = loop {
+        match e
+            .append(vec![big_entry(acked + 1)], None)
+            .wait_timeout(Duration::from_secs(1))
+        {
+            Ok(r) => acked = r.expect("a full disk is not reported as a failure"),
+            Err(pending) => break pending,
         }
-        assert!(acked < 10_000, "a 1 MiB file system never filled up");
+        assert!(
+            acked < 1_000,
+            "a full 1 MiB file system took 4 MB of entries"
+        );
     };
-    assert!(err.is_disk_full(), "{err:?}");
-    assert!(acked > 0);
-    // Later writes fail too (the engine stopped), still as a full disk, and typed.
-    let again = e
-        .append(vec![big_entry(acked + 1)], None)
-        .wait()
-        .unwrap_err();
-    assert!(again.is_disk_full(), "{again:?}");
+    assert!(acked > 0, "the preallocated segments take writes");
+    assert!(e.waiting_for_space());
+    // More writes queue behind the held one, in order.
+    let later = e.append(vec![big_entry(acked + 2)], None);
     assert_eq!(
         e.last_index(),
         acked,
         "readers never see unacknowledged entries"
     );
+
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(stuck.wait().unwrap(), acked + 1);
+    assert_eq!(later.wait().unwrap(), acked + 2);
+    assert!(!e.waiting_for_space());
     drop(e);
 
-    // Reopening on the still-full disk works and holds exactly what was acknowledged.
     let e = FileStorageEngine::open(&log, opts.clone()).unwrap();
-    assert!(e.last_index() >= acked);
-    let got = e.entries(1, acked + 1).unwrap();
-    assert_eq!(got, (1..=acked).map(big_entry).collect::<Vec<_>>());
+    let got = e.entries(1, acked + 3).unwrap();
+    assert_eq!(got, (1..=acked + 2).map(big_entry).collect::<Vec<_>>());
     drop(e);
 
-    // A new log cannot even preallocate its first segment.
+    // A new log cannot even preallocate its first segment: a typed error at open.
+    let filler = fill(mnt.path());
     let fresh = FileStorageEngine::open(mnt.path().join("log2"), opts)
         .err()
         .expect("must fail");
     assert!(fresh.is_disk_full(), "{fresh:?}");
+    std::fs::remove_file(&filler).unwrap();
+}
+
+/// A hard-state write (the meta file's temporary copy) that finds the disk full
+/// waits and completes once space is freed; an engine dropped while it waits gives
+/// up at once instead of hanging, and reports the write as not durable.
+#[test]
+fn full_disk_holds_a_hard_state_back_and_a_drop_does_not_hang() {
+    use d_engine::core::HardState;
+    let Some(mnt) = require("a tmpfs mount", Mount::tmpfs("bad-full-meta", "size=1m")) else {
+        return;
+    };
+    let opts = FileStorageOptions {
+        segment_bytes: 256 * 1024,
+        ..Default::default()
+    };
+    let hs = |term| HardState {
+        term,
+        voted_for: Some(1),
+    };
+    let log = mnt.path().join("log");
+    let e = FileStorageEngine::open(&log, opts.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let filler = fill(mnt.path());
+    let pending = e
+        .save_hard_state(hs(3))
+        .wait_timeout(Duration::from_secs(1))
+        .expect_err("a write that needs space waits while there is none");
+    assert!(e.waiting_for_space());
+    assert_eq!(e.hard_state(), HardState::default(), "nothing half-written");
+    std::fs::remove_file(&filler).unwrap();
+    pending
+        .wait()
+        .expect("the write completes once space is freed");
+    drop(e);
+    let e = FileStorageEngine::open(&log, opts).unwrap();
+    assert_eq!(e.hard_state(), hs(3), "durable after the wait");
+
+    let filler = fill(mnt.path());
+    let pending = e.save_hard_state(hs(4));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(e.waiting_for_space());
+    let dropped = std::time::Instant::now();
+    drop(e);
+    assert!(
+        dropped.elapsed() < Duration::from_secs(5),
+        "drop does not hang"
+    );
+    assert!(
+        pending.wait().is_err(),
+        "the abandoned write is not reported durable"
+    );
+    std::fs::remove_file(&filler).unwrap();
 }
 
 #[test]

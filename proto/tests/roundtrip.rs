@@ -541,6 +541,7 @@ fn samples() -> Vec<Sample> {
                 }],
                 addr: "127.0.0.1:7001".into(),
                 version: "0.1.0".into(),
+                no_space: false,
             },
         ),
     ]

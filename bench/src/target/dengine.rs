@@ -223,6 +223,7 @@ fn classify(err: &ReplyError) -> TargetError {
         ErrorCode::Timeout => ErrorKind::Timeout,
         ErrorCode::TooLarge => ErrorKind::TooLarge,
         ErrorCode::Busy
+        | ErrorCode::NoSpace
         | ErrorCode::Unavailable
         | ErrorCode::ShuttingDown
         | ErrorCode::Transferring => ErrorKind::Unavailable,

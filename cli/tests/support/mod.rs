@@ -85,6 +85,22 @@ impl ProcCluster {
         metrics: bool,
         json_logs: bool,
     ) -> ProcCluster {
+        let mut c = Self::configure(name, n, extra, metrics, json_logs);
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    /// Writes the configs of `n` voters and starts none of them (a test may prepare
+    /// a node's data dir first, then `spawn` each).
+    pub fn configure(
+        name: &str,
+        n: usize,
+        extra: &str,
+        metrics: bool,
+        json_logs: bool,
+    ) -> ProcCluster {
         let dir = TestDir::new(name);
         let ports = free_ports(n);
         let mut c = ProcCluster {
@@ -101,9 +117,6 @@ impl ProcCluster {
             .collect();
         for (id, addr, _) in &members {
             c.add_node(*id, addr.clone(), &members);
-        }
-        for i in 0..n {
-            c.spawn(i);
         }
         c
     }

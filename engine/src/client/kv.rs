@@ -420,6 +420,21 @@ impl Inner {
                     redirect,
                 }
             }
+            ErrorCode::NoSpace => {
+                // Not done. Another node, the leader named if any, may have room.
+                let hint = (!err.leader_addr.is_empty()).then(|| normalize(&err.leader_addr));
+                let redirect = hint.as_deref().is_some_and(|h| h != target);
+                if redirect {
+                    *self.leader.lock().expect("leader lock") = hint;
+                } else {
+                    self.forget_leader(target);
+                }
+                Verdict::Retry {
+                    reason,
+                    maybe_applied: false,
+                    redirect,
+                }
+            }
             ErrorCode::Busy | ErrorCode::Transferring => Verdict::Retry {
                 reason,
                 maybe_applied: false,

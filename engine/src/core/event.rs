@@ -71,6 +71,10 @@ pub enum Event {
     Applied { index: LogIndex },
     /// The runtime built a snapshot of the state machine at `last_index`.
     SnapshotBuilt { last_index: LogIndex },
+    /// The runtime could not build the snapshot asked for (a full disk, say). The
+    /// policy asks again after `SNAPSHOT_RETRY_TIMEOUTS` election timeouts, not at
+    /// the next applied entry; `SnapshotNow` asks at once.
+    SnapshotFailed,
     /// The runtime installed the snapshot requested by `Action::InstallSnapshot`
     /// (state machine image, snapshot meta and log reset are durable).
     SnapshotInstalled { meta: SnapshotMeta },

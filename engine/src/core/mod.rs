@@ -126,4 +126,5 @@ pub use message::{Append, AppendResp, Body, Message};
 pub use raft::{Raft, Restored};
 pub use refusal::{Refusal, Refusals};
 pub use session::ClientSessions;
+pub use snapshot::SNAPSHOT_RETRY_TIMEOUTS;
 pub use types::*;

@@ -78,6 +78,8 @@ pub struct Raft {
     /// The latest snapshot this node has (built or installed).
     pub(crate) snapshot: SnapshotMeta,
     pub(crate) snapshot_building: bool,
+    /// After a failed build, the policy waits until this tick before asking again.
+    pub(crate) snapshot_retry_tick: u64,
     /// A snapshot handed to the runtime for installation, and who sent it.
     pub(crate) installing: Option<(NodeId, SnapshotMeta)>,
     /// The node's clock: ticks since construction.
@@ -120,6 +122,7 @@ impl Raft {
             membership_index: log.membership_index_at(last),
             snapshot: restored.snapshot,
             snapshot_building: false,
+            snapshot_retry_tick: 0,
             installing: None,
             ticks: 0,
             election_elapsed: 0,
@@ -161,6 +164,7 @@ impl Raft {
             Event::Persisted { index, term } => self.on_persisted(index, term),
             Event::Applied { index } => self.on_applied(index),
             Event::SnapshotBuilt { last_index } => self.on_snapshot_built(last_index),
+            Event::SnapshotFailed => self.on_snapshot_failed(),
             Event::SnapshotInstalled { meta } => self.on_snapshot_installed(meta),
         }
         self.emit_apply();

@@ -13,6 +13,10 @@ use super::progress::ProgressState;
 use super::raft::Raft;
 use super::types::{LogIndex, NodeId, SnapshotMeta};
 
+/// Election timeouts to wait after a failed snapshot build before the policy asks
+/// again (a full disk would otherwise be asked to write an image at every apply).
+pub const SNAPSHOT_RETRY_TIMEOUTS: u64 = 5;
+
 impl Raft {
     pub(crate) fn maybe_take_snapshot(&mut self, force: bool) {
         let applied = self.log.applied;
@@ -28,10 +32,17 @@ impl Raft {
                             >= self.cfg.snapshot_log_bytes)
             }
         };
-        if force || due {
+        let backing_off = self.ticks < self.snapshot_retry_tick;
+        if force || (due && !backing_off) {
             self.snapshot_building = true;
             self.actions.push(Action::TakeSnapshot { index: applied });
         }
+    }
+
+    pub(crate) fn on_snapshot_failed(&mut self) {
+        self.snapshot_building = false;
+        self.snapshot_retry_tick =
+            self.ticks + SNAPSHOT_RETRY_TIMEOUTS * self.cfg.election_timeout_ticks_max;
     }
 
     pub(crate) fn on_snapshot_built(&mut self, last_index: LogIndex) {

@@ -133,3 +133,38 @@ fn a_snapshot_is_taken_once_the_applied_entries_hold_enough_bytes() {
     r.step(Event::Applied { index: last });
     assert!(took(&r.take_actions()), "12 KB applied: a snapshot");
 }
+
+/// Regression (issue 14): a snapshot build that failed (a full disk) stopped the
+/// node. Now the core waits `SNAPSHOT_RETRY_TIMEOUTS` election timeouts before the
+/// policy asks again, instead of asking at the next applied entry; an operator's
+/// `SnapshotNow` still asks at once.
+#[test]
+fn a_failed_snapshot_build_is_retried_after_a_pause_not_at_every_apply() {
+    let mut r = leader1();
+    r.cfg.snapshot_policy = SnapshotPolicy::EveryEntries(1);
+    let took = |a: &Vec<Action>| a.iter().any(|a| matches!(a, Action::TakeSnapshot { .. }));
+    let commit_one = |r: &mut Raft, id| {
+        r.step(Event::Propose(vec![proposal(id, 10)]));
+        let last = r.log.last_index();
+        r.step(Event::Persisted {
+            index: last,
+            term: 1,
+        });
+        ack(r, 2, last);
+        r.take_actions();
+        r.step(Event::Applied { index: last });
+        r.take_actions()
+    };
+    assert!(took(&commit_one(&mut r, 1)), "the policy asks");
+    r.step(Event::SnapshotFailed);
+    assert!(!took(&commit_one(&mut r, 2)), "not again at the next apply");
+    r.step(Event::SnapshotNow);
+    assert!(took(&r.take_actions()), "on demand: at once");
+    r.step(Event::SnapshotFailed);
+    let pause = crate::core::SNAPSHOT_RETRY_TIMEOUTS * r.cfg.election_timeout_ticks_max;
+    for _ in 0..pause {
+        r.step(Event::Tick);
+    }
+    r.take_actions();
+    assert!(took(&commit_one(&mut r, 3)), "asked again after the pause");
+}

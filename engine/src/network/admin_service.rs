@@ -183,6 +183,7 @@ fn status_to_pb(ctx: &ClientContext, s: &NodeStatus) -> pb::StatusResponse {
         first_index: s.first_index,
         last_index: s.last_index,
         snapshot_index: s.snapshot_index,
+        no_space: s.no_space,
         membership: Some(membership_to_pb(&s.membership)),
         peers: s
             .peers

@@ -61,19 +61,35 @@ impl ClientContext {
         })
     }
 
+    /// An error naming the leader (if known) and its client address.
+    fn with_leader(
+        &self,
+        code: pb::ErrorCode,
+        message: &str,
+        leader: Option<crate::core::NodeId>,
+    ) -> pb::ReplyError {
+        let leader_id = leader.unwrap_or(0);
+        pb::ReplyError {
+            code: code as i32,
+            message: message.into(),
+            leader_id,
+            leader_addr: self.book.get(leader_id).unwrap_or_default(),
+        }
+    }
+
     /// The reply error for a request the loop did not serve.
     pub(crate) fn request_error(&self, e: RequestError) -> Option<pb::ReplyError> {
         use pb::ErrorCode as C;
         match e {
             RequestError::NotLeader { leader } => {
-                let leader_id = leader.unwrap_or(0);
-                Some(pb::ReplyError {
-                    code: C::NotLeader as i32,
-                    message: "not the leader".into(),
-                    leader_id,
-                    leader_addr: self.book.get(leader_id).unwrap_or_default(),
-                })
+                Some(self.with_leader(C::NotLeader, "not the leader", leader))
             }
+            RequestError::NoSpace { leader } => Some(self.with_leader(
+                C::NoSpace,
+                "this node's disk is full: the write was not done (writes resume by \
+                 themselves once space is freed)",
+                leader,
+            )),
             RequestError::Busy => self.error(C::Busy, "request queue full"),
             RequestError::Dropped => self.error(
                 C::Unavailable,

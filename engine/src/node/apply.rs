@@ -10,7 +10,7 @@ use std::sync::mpsc as std_mpsc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, warn};
 
 use super::request::{ReadAnswer, ReadDone, ReadQuery, Reply, RequestError};
 use crate::core::{Entry, LogIndex, SnapshotMeta, Term};
@@ -36,6 +36,8 @@ pub(crate) enum Applied {
         items: Vec<(LogIndex, Term, Bytes)>,
     },
     SnapshotBuilt(SnapshotMeta),
+    /// Building the snapshot failed; nothing changed.
+    SnapshotFailed(crate::storage::StorageError),
     SnapshotInstalled(SnapshotMeta),
     /// The state machine or storage failed: the node cannot go on safely.
     Fatal(String),
@@ -110,12 +112,19 @@ fn run_job(
         }
         ApplyJob::BuildSnapshot => {
             let started = std::time::Instant::now();
-            let snap = sm
-                .build_snapshot()
-                .map_err(|e| format!("build snapshot: {e}"))?;
-            m.snapshot_build_seconds
-                .record(started.elapsed().as_secs_f64());
-            let _ = out.send(Applied::SnapshotBuilt(snap.meta));
+            // Building only reads the state: a failure (a full disk, typically)
+            // leaves it whole, so the node goes on and the core asks again later.
+            match sm.build_snapshot() {
+                Ok(snap) => {
+                    m.snapshot_build_seconds
+                        .record(started.elapsed().as_secs_f64());
+                    let _ = out.send(Applied::SnapshotBuilt(snap.meta));
+                }
+                Err(e) => {
+                    warn!(error = %e, "snapshot build failed; the state machine is unchanged");
+                    let _ = out.send(Applied::SnapshotFailed(e));
+                }
+            }
         }
         ApplyJob::Install { meta, data } => {
             let mut chunks = data.into_iter().map(Ok);

@@ -112,7 +112,10 @@ impl EventLoop {
                 Some((seq, r)) = self.persisted_rx.recv() => Wake::Persisted(seq, r),
                 Some(a) = self.applied_rx.recv() => Wake::Applied(a),
                 Some(p) = self.peer_rx.recv(), if self.storage_has_room() => Wake::Peer(p),
-                Some(c) = self.client_rx.recv(), if self.storage_has_room() => Wake::Client(c),
+                // Writes are refused (NO_SPACE) while storage waits for space, so
+                // clients are still answered when its queue cannot move.
+                Some(c) = self.client_rx.recv(),
+                    if self.storage_has_room() || self.storage.waiting_for_space() => Wake::Client(c),
                 _ = ticker.tick() => Wake::Timer,
             };
             // Time first: whatever woke the loop is handled by a core that has seen
@@ -175,6 +178,7 @@ impl EventLoop {
             if self.ticks_since_publish >= 10 {
                 self.ticks_since_publish = 0;
                 self.publish_gauges();
+                self.hand_over_if_out_of_space();
             }
         }
     }
@@ -248,6 +252,17 @@ impl EventLoop {
                 let last_index = meta.last_index;
                 self.latest_snapshot = meta;
                 self.raft.step(Event::SnapshotBuilt { last_index });
+            }
+            Applied::SnapshotFailed(e) => {
+                let why = if e.is_disk_full() {
+                    RequestError::NoSpace { leader: None }
+                } else {
+                    RequestError::Internal(format!("snapshot build failed: {e}"))
+                };
+                for r in self.waiters.snapshots.drain(..) {
+                    let _ = r.send(Err(why.clone()));
+                }
+                self.raft.step(Event::SnapshotFailed);
             }
             Applied::SnapshotInstalled(meta) => {
                 self.unknown_outcome_upto(meta.last_index);
@@ -328,8 +343,13 @@ impl EventLoop {
         let mut proposals = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
+        let no_space = self.storage.waiting_for_space();
         while let Some(req) = next.take() {
             match req {
+                ClientRequest::Write { reply, .. } if no_space => {
+                    let leader = self.raft.leader().filter(|&l| l != self.raft.id());
+                    let _ = reply.send(Err(RequestError::NoSpace { leader }));
+                }
                 ClientRequest::Write {
                     session,
                     command,
@@ -391,6 +411,14 @@ impl EventLoop {
     fn on_admin(&mut self, op: AdminOp, reply: super::request::Reply<u64>) {
         let mut addresses = BTreeMap::new();
         let changes = match op {
+            // A membership change is a log entry: refused while nothing can be written.
+            AdminOp::AddLearners(_) | AdminOp::Promote(_) | AdminOp::Remove(_)
+                if self.storage.waiting_for_space() =>
+            {
+                let leader = self.raft.leader().filter(|&l| l != self.raft.id());
+                let _ = reply.send(Err(RequestError::NoSpace { leader }));
+                return;
+            }
             AdminOp::AddLearners(list) => {
                 // The addresses become part of the membership the change appends, so
                 // every node that stores it (and every later snapshot) can reach them.
@@ -427,18 +455,8 @@ impl EventLoop {
         let target = if target != 0 {
             target
         } else {
-            // The most up-to-date other voter.
-            let me = self.raft.id();
-            let best = self
-                .raft
-                .membership()
-                .voters
-                .iter()
-                .filter(|&&v| v != me)
-                .filter_map(|&v| self.raft.progress(v).map(|(m, _)| (m, v)))
-                .max();
-            match best {
-                Some((_, v)) => v,
+            match self.most_up_to_date_voter() {
+                Some(v) => v,
                 None => {
                     let _ = reply.send(Err(RequestError::InvalidArgument(
                         "no other voter to transfer to".into(),
@@ -453,6 +471,38 @@ impl EventLoop {
             )));
         }
         self.raft.step(Event::TransferLeader { target });
+    }
+
+    /// The other voter with the highest match index (leader only).
+    fn most_up_to_date_voter(&self) -> Option<NodeId> {
+        let me = self.raft.id();
+        self.raft
+            .membership()
+            .voters
+            .iter()
+            .filter(|&&v| v != me)
+            .filter_map(|&v| self.raft.progress(v).map(|(m, _)| (m, v)))
+            .max()
+            .map(|(_, v)| v)
+    }
+
+    /// A leader whose disk is full cannot make new entries durable, and refuses
+    /// writes: it hands leadership to the most up-to-date voter so the cluster keeps
+    /// committing. Called every few ticks; the core's transfer timeout bounds each try.
+    fn hand_over_if_out_of_space(&mut self) {
+        if self.raft.role() != Role::Leader
+            || self.raft.is_transferring()
+            || !self.storage.waiting_for_space()
+        {
+            return;
+        }
+        if let Some(target) = self.most_up_to_date_voter() {
+            warn!(
+                node = self.raft.id(),
+                target, "disk full: handing leadership over so the cluster keeps committing"
+            );
+            self.raft.step(Event::TransferLeader { target });
+        }
     }
 
     fn count_read(&self, consistency: &'static str) {
@@ -474,6 +524,7 @@ impl EventLoop {
         m.last.set(s.last_index as f64);
         m.snapshot.set(s.snapshot_index as f64);
         m.client_queue.set(self.client_rx.len() as f64);
+        m.no_space.set(if s.no_space { 1.0 } else { 0.0 });
         m.peer_queue.set(self.peer_rx.len() as f64);
         for p in &s.peers {
             let (match_index, lag) = m.peer(p.id);
@@ -523,6 +574,7 @@ impl EventLoop {
             first_index: r.log().first_index(),
             last_index: last,
             snapshot_index: r.snapshot_meta().last_index,
+            no_space: self.storage.waiting_for_space(),
             membership: m.clone(),
             peers,
         }

@@ -32,6 +32,11 @@ pub(crate) enum RequestError {
     },
     /// A queue is full; nothing was done.
     Busy,
+    /// This node's disk is full: nothing was done. `leader` is the leader it knows
+    /// of, if another node (whose disk may have room).
+    NoSpace {
+        leader: Option<NodeId>,
+    },
     /// The proposal's log entry was replaced by another leader's: it was not applied.
     Dropped,
     /// The node stopped (or lost track) after the write reached the log: it may or may

@@ -29,6 +29,8 @@ pub struct NodeStatus {
     pub last_index: LogIndex,
     pub snapshot_index: LogIndex,
     pub membership: Membership,
+    /// Storage holds writes back because the disk is full (writes answer NO_SPACE).
+    pub no_space: bool,
     /// Only on the leader: every other member's replication progress.
     pub peers: Vec<PeerStatus>,
 }

@@ -93,6 +93,14 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// `Unavailable` if `hi > last_index() + 1`. `lo == hi` gives an empty vector.
     fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>>;
 
+    /// True while the backend holds queued writes back because the disk is full,
+    /// retrying until space is freed (nothing is lost or acknowledged meanwhile).
+    /// The node answers writes with NO_SPACE while it is. Backends that treat a
+    /// full disk as a failure keep the default.
+    fn waiting_for_space(&self) -> bool {
+        false
+    }
+
     /// Queued [`append_with`](Self::append_with) with a handle to wait on or `.await`.
     fn append(&self, entries: Vec<Entry>, hard_state: Option<HardState>) -> Pending<LogIndex> {
         let (cb, p) = pending();

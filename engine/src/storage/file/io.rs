@@ -41,9 +41,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut f = File::create(&tmp).map_err(|e| StorageError::io("creating", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StorageError::io("writing", &tmp, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        // Give the space back (a full disk is the usual cause); the old file is intact.
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(StorageError::io("writing", &tmp, e));
+    }
     drop(f);
     fs::rename(&tmp, &path).map_err(|e| StorageError::io("renaming into place", &path, e))?;
     sync_dir(dir)

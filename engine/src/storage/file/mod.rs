@@ -30,9 +30,20 @@
 //! - One process per directory: opening takes an exclusive `flock` on `LOCK` first
 //!   ([`DirLock`](crate::storage::DirLock)); a second open fails with
 //!   `StorageError::Locked` naming the holder's pid, before it reads or repairs anything.
-//! - After an I/O error (including a full disk) the writer stops: every later request
-//!   fails with `StorageError::Failed` until the engine is reopened, because after a
-//!   failed `fsync` the page cache no longer says what is on disk.
+//! - After an I/O error the writer stops: every later request fails with
+//!   `StorageError::Failed` until the engine is reopened, because after a failed
+//!   `fsync` the page cache no longer says what is on disk.
+//!
+//! # A full disk
+//!
+//! A full disk is not an I/O error of that kind: the writer only ever fails for want
+//! of space in steps that change nothing durable when they fail (writing records into
+//! a preallocated segment, zero-filling the next spare segment, writing the meta
+//! file's temporary copy). It then holds every queued request back, in order, and
+//! retries the step every [`NO_SPACE_RETRY`] until space is freed (or the engine is
+//! dropped). Nothing is acknowledged meanwhile and nothing is lost;
+//! [`StorageEngine::waiting_for_space`] says so, and the node answers writes with
+//! NO_SPACE. Requests keep queueing up to `queue_capacity` (then `Busy`).
 
 mod format;
 pub(crate) mod io;
@@ -44,9 +55,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -87,6 +100,9 @@ impl Default for FileStorageOptions {
         }
     }
 }
+
+/// How often a writer waiting for space retries the step that found the disk full.
+pub const NO_SPACE_RETRY: Duration = Duration::from_millis(500);
 
 /// A segment file, shared by the writer and readers.
 pub(crate) struct Segment {
@@ -148,6 +164,10 @@ impl View {
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub view: RwLock<View>,
+    /// The writer is holding requests back until space is freed.
+    pub no_space: AtomicBool,
+    /// The engine is being dropped: a writer waiting for space gives up.
+    pub closing: AtomicBool,
     /// Held by everything that may still write (the writer thread keeps a clone), so
     /// the directory is released only after the last write.
     pub _lock: DirLock,
@@ -243,7 +263,9 @@ impl FileStorageEngine {
 
 impl Drop for FileStorageEngine {
     fn drop(&mut self) {
-        // Closing the queue lets the writer finish what was submitted, then exit.
+        // Closing the queue lets the writer finish what was submitted, then exit (a
+        // writer waiting for space fails what is left instead).
+        self.shared.closing.store(true, Ordering::Release);
         self.tx.take();
         if let Some(h) = self.writer.take() {
             // Dropped from a completion callback (on the writer itself): it exits on
@@ -295,6 +317,10 @@ impl StorageEngine for FileStorageEngine {
 
     fn term(&self, index: LogIndex) -> Result<Term> {
         self.shared.read().term(index)
+    }
+
+    fn waiting_for_space(&self) -> bool {
+        self.shared.no_space.load(Ordering::Acquire)
     }
 
     fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>> {

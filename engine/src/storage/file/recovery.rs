@@ -368,6 +368,8 @@ fn build(
         });
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
+        no_space: Default::default(),
+        closing: Default::default(),
         _lock: lock,
         view: RwLock::new(View {
             hard_state,

@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-use tracing::{debug, error};
+use tracing::{debug, error, info, warn};
 
 use super::format::{self, SEG_HEADER_BYTES};
 use super::io;
-use super::{FileStorageOptions, Loc, Op, Segment, Shared};
+use super::{FileStorageOptions, Loc, NO_SPACE_RETRY, Op, Segment, Shared};
 use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use crate::storage::codec;
 use crate::storage::completion::Callback;
@@ -258,10 +260,14 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.active
-            .file
-            .write_all_at(&self.buf, self.buf_base)
-            .map_err(|e| StorageError::io("writing", &self.active.path, e))?;
+        // Into preallocated blocks, so a full disk is rare here (copy-on-write file
+        // systems); rewriting the same bytes at the same offset is harmless.
+        self.until_space("writing", |w| {
+            w.active
+                .file
+                .write_all_at(&w.buf, w.buf_base)
+                .map_err(|e| StorageError::io("writing", &w.active.path, e))
+        })?;
         self.buf_base += self.buf.len() as u64;
         self.seg_ends.insert(self.active.seq, self.buf_base);
         self.buf.clear();
@@ -315,20 +321,64 @@ impl Writer {
         }
     }
 
+    /// Replaces the meta file. A full disk fails it before the rename (the old file
+    /// stays whole), so the write is retried until space is freed.
     fn write_meta(
-        &self,
+        &mut self,
         hard_state: HardState,
         snapshot: SnapshotMeta,
         zeroing: Option<io::Zeroing>,
     ) -> Result<()> {
-        io::write_meta(
-            &self.shared.dir,
-            &io::Meta {
-                hard_state,
-                snapshot,
-                zeroing,
-            },
-        )
+        let meta = io::Meta {
+            hard_state,
+            snapshot,
+            zeroing,
+        };
+        self.until_space("writing the meta file", |w| {
+            io::write_meta(&w.shared.dir, &meta)
+        })
+    }
+
+    /// Runs `step`, which must change nothing durable when it fails for want of
+    /// space; while it does, holds everything back (the queue waits behind it) and
+    /// retries every `NO_SPACE_RETRY` until space is freed. The engine says it is
+    /// waiting (`waiting_for_space`) meanwhile. Gives up with the error only when the
+    /// engine is being dropped.
+    fn until_space<T>(
+        &mut self,
+        what: &'static str,
+        mut step: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let mut since: Option<Instant> = None;
+        loop {
+            match step(self) {
+                Err(e) if e.is_disk_full() && !self.shared.closing.load(Ordering::Acquire) => {
+                    if since.is_none() {
+                        warn!(
+                            error = %e,
+                            dir = %self.shared.dir.display(),
+                            retry_ms = NO_SPACE_RETRY.as_millis() as u64,
+                            "disk full while {what}: log writes are held back (nothing is \
+                             acknowledged or lost) and retried until space is freed"
+                        );
+                        self.shared.no_space.store(true, Ordering::Release);
+                        since = Some(Instant::now());
+                    }
+                    std::thread::sleep(NO_SPACE_RETRY);
+                }
+                r => {
+                    if let Some(t) = since {
+                        self.shared.no_space.store(false, Ordering::Release);
+                        info!(
+                            dir = %self.shared.dir.display(),
+                            waited_ms = t.elapsed().as_millis() as u64,
+                            "space available again: log writes resume"
+                        );
+                    }
+                    return r;
+                }
+            }
+        }
     }
 
     fn fail_group(&mut self, e: StorageError) {
@@ -462,15 +512,18 @@ impl Writer {
     /// `base_index`.
     fn rollover(&mut self, base_index: LogIndex) -> Result<()> {
         self.sync_active()?;
-        let (spare_path, file) = match self.spare.take() {
-            Some(h) => h.join().unwrap_or_else(|_| {
-                Err(StorageError::Backend {
-                    backend: "file log",
-                    message: "segment preallocation thread panicked".into(),
-                })
-            })?,
-            None => self.make_spare_now()?,
-        };
+        // A spare that could not be zero-filled for want of space is made again
+        // (synchronously) until it can; a failed attempt gives its space back.
+        let (spare_path, file) =
+            self.until_space("preallocating a segment", |w| match w.spare.take() {
+                Some(h) => h.join().unwrap_or_else(|_| {
+                    Err(StorageError::Backend {
+                        backend: "file log",
+                        message: "segment preallocation thread panicked".into(),
+                    })
+                }),
+                None => w.make_spare_now(),
+            })?;
         let seq = self.next_seq;
         let path = self.shared.dir.join(format::segment_name(seq));
         file.write_all_at(&format::encode_segment_header(seq, base_index), 0)
