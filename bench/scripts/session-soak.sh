@@ -5,6 +5,11 @@
 # Prints each node's RSS after 100k, 250k, 500k and 1M writes and at the end (the bar:
 # the end within 1.2x of the 100k figure, with at least 1,000,000 writes).
 # SESSIONS_FLAG= (empty) runs the same load without sessions, as the baseline.
+# KEYS=N distinct keys (default 10,000: every key is written within the first 100k
+# writes, so the figures compare the engine's memory, not a data set that still grows;
+# with 100,000 keys a third of them are first written between 100k and 500k writes).
+# SNAPSHOT_EVERY=N snapshots every N entries (default: the engine's 100,000, so the
+# 100k figure is taken before the first snapshot cycle).
 #
 #   bench/scripts/session-soak.sh [DURATION] [OUT]     e.g. 75s runs/session-soak
 set -euo pipefail
@@ -15,9 +20,10 @@ bin=${DENGINE_BIN:-target/release/dengine}
 [ -x "$bin" ] || cargo build --release -p dengine
 rm -rf "$out"
 mkdir -p "$out"
-"$bin" bench --target dengine --cluster local:3 --workload write --clients 64 \
+"$bin" bench --target dengine --cluster local:3 --workload write --clients 64 --keys "${KEYS:-10000}" \
   --duration "$duration" --warmup 0s --no-floors --progress quiet \
-  ${SESSIONS_FLAG---dengine-fresh-sessions} --out "$out/bench" >"$out/bench.log" 2>&1 &
+  ${SESSIONS_FLAG---dengine-fresh-sessions} ${SNAPSHOT_EVERY:+--dengine-set snapshot.entries_since_last=$SNAPSHOT_EVERY} \
+  --out "$out/bench" >"$out/bench.log" 2>&1 &
 bench=$!
 : >"$out/rss.tsv"
 while kill -0 "$bench" 2>/dev/null; do
@@ -25,6 +31,7 @@ while kill -0 "$bench" 2>/dev/null; do
   for pid in $(pgrep -f "serve --config $(realpath -m "$out")" || true); do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
     [ -n "$rss" ] && printf '%s\t%s\t%s\n' "$now" "$pid" "$rss" >>"$out/rss.tsv"
+    [ -e "$out/cmd.$pid" ] || tr '\0' ' ' <"/proc/$pid/cmdline" >"$out/cmd.$pid" 2>/dev/null || true
   done
   sleep 1
 done
@@ -63,6 +70,15 @@ for pid, samples in sorted(rss.items()):
     first, last = rss_at(at[100_000]), samples[-1][1] / 1024
     peak = max(k for _, k in samples) / 1024
     marks_txt = ", ".join(f"{p // 1000}k: {rss_at(at[p]):.1f}" for p in points if p in at)
-    print(f"node pid {pid}: RSS MiB after {marks_txt}; end {last:.1f} (peak {peak:.1f}); "
+    try:
+        config = open(f"{out}/cmd.{pid}").read().split("--config")[1].split()[0]
+    except (OSError, IndexError):
+        config = "?"
+    try:
+        log = open(config.rsplit("/", 1)[0] + "/node.log", errors="replace").read()
+        config += " (leader)" if "role=Leader" in log else ""
+    except OSError:
+        pass
+    print(f"node {config} (pid {pid}): RSS MiB after {marks_txt}; end {last:.1f} (peak {peak:.1f}); "
           f"end/100k {last / first:.2f}")
 PY

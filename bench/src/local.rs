@@ -33,16 +33,19 @@ pub struct LocalClusters {
 
 impl LocalClusters {
     /// Starts an `nodes`-node cluster for `target` (`etcd` or `dengine`) under
-    /// `dir/cluster-<target>` and returns the target with its endpoints.
+    /// `dir/cluster-<target>` and returns the target with its endpoints. `extra`:
+    /// config keys for every node (see [`ClusterSpec::extra`]).
     pub async fn start(
         &self,
         target: &str,
         nodes: usize,
         dir: &Path,
+        extra: &[(String, String)],
     ) -> anyhow::Result<TargetSpec> {
         let kind = TargetKind::parse(target)
             .with_context(|| format!("no local cluster for target {target}"))?;
-        let spec = ClusterSpec::new(kind, nodes, dir.join(format!("cluster-{target}")));
+        let mut spec = ClusterSpec::new(kind, nodes, dir.join(format!("cluster-{target}")));
+        spec.extra = extra.to_vec();
         eprintln!(
             "starting a local {target} cluster of {nodes} nodes in {}",
             spec.dir.display()

@@ -183,7 +183,7 @@ async fn a_local_cluster_is_started_measured_and_stopped() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let clusters = d_engine_bench::local::LocalClusters::default();
-    let target = clusters.start("etcd", 1, tmp.path()).await.unwrap();
+    let target = clusters.start("etcd", 1, tmp.path(), &[]).await.unwrap();
     let endpoint = target.endpoints()[0].clone();
     let mut o = opts(4, StopAt::Duration(Duration::from_secs(1)));
     o.spec.op_timeout = Duration::from_secs(5);

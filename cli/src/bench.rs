@@ -127,12 +127,24 @@ pub struct RunArgs {
     /// as a crowd of short-lived clients would; for soaks of the session table's bound.
     #[arg(long)]
     pub dengine_fresh_sessions: bool,
+    /// d-engine with `--cluster local:N`: a config key for every node, as
+    /// `section.key=value` (repeatable), e.g. `snapshot.entries_since_last=25000`.
+    #[arg(long = "dengine-set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub dengine_set: Vec<(String, String)>,
     /// Skip the latency floors (fdatasync loop and gRPC ping).
     #[arg(long)]
     pub no_floors: bool,
     /// Progress: auto (a bar on a terminal), plain, or quiet.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "quiet"])]
     pub progress: String,
+}
+
+/// `section.key=value`.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if k.contains('.') && !v.is_empty() => Ok((k.trim().into(), v.trim().into())),
+        _ => Err(format!("expected section.key=value, got {s:?}")),
+    }
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or plain seconds.
@@ -235,7 +247,8 @@ async fn target_spec(
     }
     if let Some(c) = &a.cluster {
         let nodes = parse_local(c)?;
-        return clusters.start(name, nodes, out).await;
+        let extra = if name == "dengine" { &a.dengine_set[..] } else { &[] };
+        return clusters.start(name, nodes, out, extra).await;
     }
     let own = if name == "etcd" {
         &a.etcd_endpoints
