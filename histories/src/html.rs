@@ -21,7 +21,7 @@ const BAR_PX: f64 = 14.0;
 const LEFT_PX: f64 = 90.0;
 const TOP_PX: f64 = 24.0;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -13,6 +13,9 @@
 //!   state), per partition (P-compositionality) on a bounded pool; a
 //!   deadline, cancel token or memory bound yields Unknown, never Illegal.
 //! * [`report`] and [`html`]: the verdict line, JSON report and timeline.
+//! * [`txn`]: the transactional checker (Elle's list-append and rw-register):
+//!   version orders from reads, a dependency graph, cycles classified as
+//!   G0 … G2-item, and a verdict per consistency model.
 //!
 //! `dengine check` is the command line front end. Speed against Porcupine's
 //! figures: `cargo bench -p d-engine-histories --bench checker`.
@@ -46,6 +49,7 @@ pub mod model;
 pub mod nemesis;
 pub mod report;
 pub mod synth;
+pub mod txn;
 pub mod value;
 
 pub use checker::{

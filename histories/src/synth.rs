@@ -6,23 +6,31 @@
 use crate::format::{Event, EventType, History};
 use crate::value::Value;
 
-/// xorshift64*: deterministic from the seed, no dependency.
-struct Rng(u64);
+/// xorshift64*: deterministic from the seed, no dependency. Public so tests
+/// and benches generate their input from the same generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Rng(seed.max(1))
     }
 
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// Uniform enough in `0..n` for test input.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
 }
 
