@@ -247,7 +247,11 @@ async fn target_spec(
     }
     if let Some(c) = &a.cluster {
         let nodes = parse_local(c)?;
-        let extra = if name == "dengine" { &a.dengine_set[..] } else { &[] };
+        let extra = if name == "dengine" {
+            &a.dengine_set[..]
+        } else {
+            &[]
+        };
         return clusters.start(name, nodes, out, extra).await;
     }
     let own = if name == "etcd" {

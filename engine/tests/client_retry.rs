@@ -37,7 +37,8 @@ struct Node {
     applies: AtomicUsize,
     data: Mutex<BTreeMap<Bytes, Bytes>>,
     /// Session table: client id -> (last seq, its reply), as the state machine keeps it.
-    sessions: Mutex<HashMap<u64, (u64, u64)>>,
+    /// By (client id, lane): the last seq applied and its index.
+    sessions: Mutex<HashMap<(u64, u32), (u64, u64)>>,
     index: AtomicUsize,
 }
 
@@ -96,13 +97,13 @@ impl Kv for Svc {
             .expect("writes carry a session");
         let index = {
             let mut sessions = self.sessions.lock().unwrap();
-            match sessions.get(&session.client_id) {
+            match sessions.get(&(session.client_id, session.lane)) {
                 Some(&(seq, index)) if seq == session.seq => index,
                 _ => {
                     let index = self.index.fetch_add(1, Ordering::SeqCst) as u64 + 1;
                     self.applies.fetch_add(1, Ordering::SeqCst);
                     self.data.lock().unwrap().insert(req.key, req.value);
-                    sessions.insert(session.client_id, (session.seq, index));
+                    sessions.insert((session.client_id, session.lane), (session.seq, index));
                     index
                 }
             }

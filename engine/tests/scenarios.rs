@@ -109,7 +109,11 @@ impl Runner {
                     .map_or(req, |v| v.parse().expect("seq"));
                 let p = Proposal {
                     id: 1000 + req,
-                    session: Some(ClientSession { client_id: 99, seq }),
+                    session: Some(ClientSession {
+                        client_id: 99,
+                        seq,
+                        lane: 0,
+                    }),
                     data: Bytes::from(args[1].to_string()),
                 };
                 self.cluster()

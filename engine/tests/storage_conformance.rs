@@ -84,6 +84,7 @@ fn every_payload_kind_round_trips<B: EngineBackend>(b: &mut B) {
                 session: Some(ClientSession {
                     client_id: 77,
                     seq: 5,
+                    lane: 3,
                 }),
                 data: Bytes::from(vec![0u8; 3000]),
             },
@@ -453,7 +454,11 @@ fn cmd(index: u64, session: Option<(u64, u64)>, c: KvCommand) -> Entry {
         term: 1 + index / 50,
         index,
         payload: EntryPayload::Command {
-            session: session.map(|(client_id, seq)| ClientSession { client_id, seq }),
+            session: session.map(|(client_id, seq)| ClientSession {
+                client_id,
+                seq,
+                lane: 0,
+            }),
             data: c.encode(),
         },
     }
@@ -583,13 +588,40 @@ fn sessions_apply_once<S: SmBackend>(b: &mut S) {
     let retried = sm.apply(&[cmd(3, Some((5, 1)), put("k", "v1"))]).unwrap();
     assert_eq!(first, retried);
     assert_eq!(sm.get(b"k").unwrap(), Some("other".into()));
-    // The session table survives a snapshot and a restart.
+    // Another lane of the same client is a session of its own: its seq 1 is new.
+    sm.apply(&[lane_cmd(4, (5, 9, 1), put("lane", "9"))])
+        .unwrap();
+    assert_eq!(sm.get(b"lane").unwrap(), Some("9".into()));
+    // The session table, lanes included, survives a snapshot and a restart.
     sm.build_snapshot().unwrap();
     let sm = b.restart(sm);
-    sm.apply(&[cmd(3, Some((5, 1)), put("k", "v1"))]).unwrap();
-    let again = sm.apply(&[cmd(4, Some((5, 1)), put("k", "v1"))]).unwrap();
+    sm.apply(&[cmd(4, Some((5, 1)), put("k", "v1"))]).unwrap();
+    let again = sm.apply(&[cmd(5, Some((5, 1)), put("k", "v1"))]).unwrap();
     assert_eq!(again, first);
     assert_eq!(sm.get(b"k").unwrap(), Some("other".into()));
+    sm.apply(&[lane_cmd(6, (5, 9, 1), put("lane", "again"))])
+        .unwrap();
+    assert_eq!(
+        sm.get(b"lane").unwrap(),
+        Some("9".into()),
+        "lane 9's retry skipped"
+    );
+}
+
+/// A command on lane `lane` of client `client`, with sequence number `seq`.
+fn lane_cmd(index: u64, (client_id, lane, seq): (u64, u32, u64), c: KvCommand) -> Entry {
+    Entry {
+        term: 1,
+        index,
+        payload: EntryPayload::Command {
+            session: Some(ClientSession {
+                client_id,
+                seq,
+                lane,
+            }),
+            data: c.encode(),
+        },
+    }
 }
 
 fn snapshot_build_and_install<S: FreshSm>(b: &mut S) {

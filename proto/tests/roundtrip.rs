@@ -58,6 +58,7 @@ fn req() -> Option<RequestHeader> {
         session: Some(ClientSession {
             client_id: 99,
             seq: 12,
+            lane: 3,
         }),
         timeout_ms: 250,
     })
@@ -95,6 +96,7 @@ fn entry(kind: EntryKind, index: u64) -> Entry {
         session: (kind == EntryKind::Command).then_some(ClientSession {
             client_id: 1,
             seq: index,
+            lane: 0,
         }),
         config: if kind == EntryKind::Config {
             membership()
@@ -114,6 +116,7 @@ fn samples() -> Vec<Sample> {
             ClientSession {
                 client_id: u64::MAX,
                 seq: 1,
+                lane: u32::MAX,
             },
         ),
         sample("Membership", membership().unwrap()),

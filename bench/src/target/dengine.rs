@@ -127,6 +127,7 @@ impl DengineTarget {
             session: Some(ClientSession {
                 client_id: ids.fetch_add(1, Ordering::Relaxed),
                 seq: 1,
+                lane: 0,
             }),
             timeout_ms: 0,
         })

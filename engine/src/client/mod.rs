@@ -5,12 +5,13 @@
 //! client goes there. Failed attempts are retried with exponential backoff until the
 //! request's deadline ([`ClientConfig::deadline`]).
 //!
-//! Writes are safe to retry. Each write carries a client session (client id and
+//! Writes are safe to retry. Each write carries a client session (client id, lane and
 //! sequence number) that the cluster stores in its replicated state, so an attempt that
 //! was applied but whose reply was lost is answered from that record on retry instead
-//! of being applied again. A session is used by one write at a time (the client keeps
-//! a pool of them), which is what lets the cluster keep just the last sequence number
-//! and reply per session.
+//! of being applied again. A process has one client id; each write it has in flight at
+//! once uses a lane of its own (the client keeps a pool of them, as many as its peak
+//! concurrency), which is what lets the cluster keep just the last sequence number and
+//! reply per lane.
 //!
 //! Concurrent calls to the same node share `Batch` RPCs ([`Batcher`],
 //! [`ClientConfig::batch_in_flight`]): each is still its own operation, validated,

@@ -1,10 +1,17 @@
-//! A pool of client sessions, each used by one write at a time.
+//! Client sessions: one client id per process, and a lane per write in flight.
+//!
+//! Every `Client` of a process shares the process's client id (drawn at random when the
+//! first session is opened). A session is one lane of it: a write checks a lane out of
+//! its client's pool for all of its attempts, and the lane's sequence number moves on
+//! once the write is answered. The pool grows to the client's peak concurrency, so the
+//! cluster's session table holds one record per lane a process has used, not one per
+//! write. Lanes are handed out process-wide, so two `Client`s never share one.
 
 use std::sync::Mutex;
 
 use d_engine_proto::v1::ClientSession;
 
-/// Sessions not in use, each with the next sequence number it will send.
+/// Lanes not in use, each with the next sequence number it will send.
 pub(crate) struct SessionPool {
     idle: Mutex<Vec<ClientSession>>,
 }
@@ -16,17 +23,28 @@ impl SessionPool {
         }
     }
 
-    /// Takes an idle session, or opens a new one with a fresh random client id.
+    /// Takes an idle lane, or opens a new one.
     pub(crate) fn checkout(&self) -> ClientSession {
         let reused = self.idle.lock().expect("session pool lock").pop();
         reused.unwrap_or_else(Self::fresh)
     }
 
-    /// A new session: a fresh random client id, at its first sequence number.
+    /// A lane never used before in this process, at its first sequence number.
     pub(crate) fn fresh() -> ClientSession {
+        /// This process's client id and the next lane to hand out.
+        static LANES: Mutex<Option<(u64, u32)>> = Mutex::new(None);
+        let mut lanes = LANES.lock().unwrap_or_else(|e| e.into_inner());
+        let (client_id, next) = lanes.get_or_insert_with(|| (random_client_id(), 0));
+        if *next == u32::MAX {
+            // Four billion lanes opened: go on under a new id.
+            (*client_id, *next) = (random_client_id(), 0);
+        }
+        let lane = *next;
+        *next += 1;
         ClientSession {
-            client_id: random_client_id(),
+            client_id: *client_id,
             seq: 1,
+            lane,
         }
     }
 
@@ -62,13 +80,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn concurrent_writes_get_distinct_sessions_and_sequence_numbers_grow() {
-        let pool = SessionPool::new();
+    fn one_client_id_per_process_and_a_lane_per_concurrent_write() {
+        let (pool, other) = (SessionPool::new(), SessionPool::new());
         let a = pool.checkout();
         let b = pool.checkout();
-        assert_ne!(a.client_id, b.client_id);
+        let c = other.checkout();
+        assert_eq!(a.client_id, b.client_id);
+        assert_eq!(a.client_id, c.client_id, "every client of the process");
+        let lanes = [a.lane, b.lane, c.lane];
+        assert!(lanes[0] != lanes[1] && lanes[1] != lanes[2] && lanes[0] != lanes[2]);
         pool.checkin(a);
         let again = pool.checkout();
-        assert_eq!((again.client_id, again.seq), (a.client_id, a.seq + 1));
+        assert_eq!(
+            (again.lane, again.seq),
+            (a.lane, a.seq + 1),
+            "reused, moved on"
+        );
     }
 }

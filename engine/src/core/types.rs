@@ -16,11 +16,26 @@ pub type Term = u64;
 pub type LogIndex = u64;
 
 /// A client session: a write carrying one is applied at most once per
-/// `(client_id, seq)`, even when the client retries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `(client_id, lane, seq)`, even when the client retries it.
+///
+/// One client id per client process; a `lane` per write the process has in flight at
+/// once (the Rust client numbers them from 0 as its concurrency grows). Each lane
+/// numbers its writes `seq = 1, 2, …` with one outstanding at a time, which is what
+/// lets the state machine tell a retry from a new write without a registration step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientSession {
     pub client_id: u64,
     pub seq: u64,
+    pub lane: u32,
+}
+
+/// What identifies a session in the replicated session table: `(client_id, lane)`.
+pub type SessionKey = (u64, u32);
+
+impl ClientSession {
+    pub fn key(&self) -> SessionKey {
+        (self.client_id, self.lane)
+    }
 }
 
 /// The voting configuration of a cluster.

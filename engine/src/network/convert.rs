@@ -111,6 +111,7 @@ pub fn entry_to_pb(e: &Entry) -> pb::Entry {
             out.session = session.map(|s| pb::ClientSession {
                 client_id: s.client_id,
                 seq: s.seq,
+                lane: s.lane,
             });
         }
         EntryPayload::Config(m) => {
@@ -128,6 +129,7 @@ pub fn entry_from_pb(e: pb::Entry) -> Result<Entry, DecodeError> {
             session: e.session.map(|s| ClientSession {
                 client_id: s.client_id,
                 seq: s.seq,
+                lane: s.lane,
             }),
             data: e.data,
         },
@@ -337,6 +339,7 @@ mod tests {
                     session: Some(ClientSession {
                         client_id: 9,
                         seq: 3,
+                        lane: 2,
                     }),
                     data: Bytes::from_static(b"cmd"),
                 },

@@ -92,6 +92,7 @@ impl KvService {
             .map(|s| ClientSession {
                 client_id: s.client_id,
                 seq: s.seq,
+                lane: s.lane,
             });
         let command = cmd.encode();
         let (index, raw) = self

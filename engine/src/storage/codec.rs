@@ -192,11 +192,19 @@ pub fn encode_payload(p: &EntryPayload, out: &mut Vec<u8>) {
         EntryPayload::Command { session, data } => {
             w.u8(TAG_COMMAND);
             match session {
+                // Flag 1: a session of lane 0, as every release before lanes wrote
+                // it; flag 2: with its lane.
                 None => w.u8(0),
-                Some(s) => {
+                Some(s) if s.lane == 0 => {
                     w.u8(1);
                     w.u64(s.client_id);
                     w.u64(s.seq);
+                }
+                Some(s) => {
+                    w.u8(2);
+                    w.u64(s.client_id);
+                    w.u64(s.seq);
+                    w.u32(s.lane);
                 }
             }
             w.bytes(data);
@@ -212,7 +220,7 @@ pub fn encode_payload(p: &EntryPayload, out: &mut Vec<u8>) {
 pub fn payload_encoded_len(p: &EntryPayload) -> usize {
     match p {
         EntryPayload::Noop => 2,
-        EntryPayload::Command { data, .. } => 2 + 17 + 4 + data.len(),
+        EntryPayload::Command { data, .. } => 2 + 21 + 4 + data.len(),
         EntryPayload::Config(m) => {
             2 + 16
                 + 8 * (m.voters.len() + m.voters_outgoing.len() + m.learners.len())
@@ -246,6 +254,12 @@ fn decode_payload_with(
                 1 => Some(ClientSession {
                     client_id: r.u64()?,
                     seq: r.u64()?,
+                    lane: 0,
+                }),
+                2 => Some(ClientSession {
+                    client_id: r.u64()?,
+                    seq: r.u64()?,
+                    lane: r.u32()?,
                 }),
                 f => return Err(DecodeError(format!("bad session flag {f}"))),
             };
@@ -361,8 +375,21 @@ mod tests {
                     session: Some(ClientSession {
                         client_id: 7,
                         seq: 9,
+                        lane: 0,
                     }),
                     data: Bytes::from_static(b"hello"),
+                },
+            },
+            Entry {
+                term: 2,
+                index: 3,
+                payload: EntryPayload::Command {
+                    session: Some(ClientSession {
+                        client_id: 7,
+                        seq: 2,
+                        lane: 70_000,
+                    }),
+                    data: Bytes::from_static(b"lane"),
                 },
             },
             Entry {

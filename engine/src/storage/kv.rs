@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::codec::{self, CODEC_VERSION, DecodeError, Reader, Writer};
 use super::session_table::{SessionCheck, SessionRecord, SessionTable};
-use crate::core::types::{Entry, EntryPayload, SnapshotMeta};
+use crate::core::types::{Entry, EntryPayload, SessionKey, SnapshotMeta};
 
 const CMD_PUT: u8 = 1;
 const CMD_DELETE: u8 = 2;
@@ -237,12 +237,12 @@ pub struct Applier<'a> {
 impl Applier<'_> {
     /// Applies a batch under the [`StateMachine::apply`](super::StateMachine::apply)
     /// contract: already-applied entries are skipped, a gap is an error. Calls
-    /// `touched` with the client id of every session record it changes.
+    /// `touched` with the key of every session record it changes.
     pub fn apply_batch<S: KvStore>(
         &mut self,
         store: &mut S,
         entries: &[Entry],
-        touched: &mut dyn FnMut(u64),
+        touched: &mut dyn FnMut(SessionKey),
     ) -> Result<Vec<Bytes>, super::StorageError> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
@@ -267,7 +267,7 @@ impl Applier<'_> {
         &mut self,
         store: &mut S,
         entry: &Entry,
-        touched: &mut dyn FnMut(u64),
+        touched: &mut dyn FnMut(SessionKey),
     ) -> Bytes {
         debug_assert_eq!(entry.index, self.applied.last_index + 1);
         let out = match &entry.payload {
@@ -279,7 +279,7 @@ impl Applier<'_> {
             EntryPayload::Command { session, data } => {
                 self.sessions.expire(entry.index, touched);
                 let check = session
-                    .map(|s| self.sessions.check(s.client_id, s.seq, data))
+                    .map(|s| self.sessions.check(s.key(), s.seq, data))
                     .unwrap_or(SessionCheck::Execute);
                 match check {
                     SessionCheck::Answer(result) => result,
@@ -290,7 +290,7 @@ impl Applier<'_> {
                         }
                         .encode();
                         if let Some(s) = session {
-                            let id = s.client_id;
+                            let id = s.key();
                             self.sessions
                                 .record(id, s.seq, entry.index, &result, touched);
                             touched(id);
@@ -398,8 +398,8 @@ pub const IMAGE_VERSION: u32 = 2;
 
 /// Builds a snapshot image incrementally (so a backend can encode from an iterator):
 /// magic, version, meta, sessions, key-value pairs, then a CRC32C of everything before
-/// it. Items are flagged with a `1` byte and each section ends with a `0` byte, so no
-/// count is needed up front.
+/// it. Items are flagged with a non-zero byte (`1`; a session of a lane other than 0:
+/// `2`) and each section ends with a `0` byte, so no count is needed up front.
 pub struct ImageEncoder {
     buf: Vec<u8>,
 }
@@ -413,10 +413,15 @@ impl ImageEncoder {
         codec::put_snapshot_meta(&mut w, meta);
         ImageEncoder { buf }
     }
-    pub fn session(&mut self, client_id: u64, rec: &SessionRecord) {
+    /// A session record: flagged `1` for lane 0 (as images before lanes have it), `2`
+    /// with the lane after the client id.
+    pub fn session(&mut self, (client_id, lane): SessionKey, rec: &SessionRecord) {
         let mut w = Writer(&mut self.buf);
-        w.u8(1);
+        w.u8(if lane == 0 { 1 } else { 2 });
         w.u64(client_id);
+        if lane != 0 {
+            w.u32(lane);
+        }
         w.u64(rec.last_seq);
         w.bytes(&rec.last_result);
         w.u64(rec.last_index);
@@ -482,8 +487,13 @@ pub fn decode_image(
     let mut r = r.with_version(codec_version);
     let meta = codec::get_snapshot_meta(&mut r)?;
     let mut sessions = SessionTable::default();
-    while r.u8()? == 1 {
-        let id = r.u64()?;
+    loop {
+        let id = match r.u8()? {
+            0 => break,
+            1 => (r.u64()?, 0),
+            2 => (r.u64()?, r.u32()?),
+            f => return Err(DecodeError(format!("bad session flag {f} in image"))),
+        };
         let last_seq = r.u64()?;
         let last_result = Bytes::copy_from_slice(r.bytes()?);
         // Version 1 images have no index: such a session counts as used at the
@@ -527,7 +537,11 @@ mod tests {
             term: 1,
             index,
             payload: EntryPayload::Command {
-                session: session.map(|(client_id, seq)| ClientSession { client_id, seq }),
+                session: session.map(|(client_id, seq)| ClientSession {
+                    client_id,
+                    seq,
+                    lane: 0,
+                }),
                 data: c.encode(),
             },
         }

@@ -1,7 +1,8 @@
 //! The replicated client-session table, bounded in count and in idle time.
 //!
-//! A client numbers its writes `seq = 1, 2, 3, …` with one outstanding at a time; the
-//! table keeps, per client id, the last applied `seq`, what it answered and the log
+//! Each session (a client's lane, `(client_id, lane)`: see
+//! [`ClientSession`](crate::core::ClientSession)) numbers its writes `seq = 1, 2, 3, …`
+//! with one outstanding at a time; the table keeps, per session, the last applied `seq`, what it answered and the log
 //! index it was applied at. Every rule here is decided by the entries being applied,
 //! never by a clock or a node's configuration, so every replica keeps and evicts
 //! exactly the same sessions (the bounds are constants for that reason: a per-node
@@ -10,7 +11,7 @@
 //! - Idle expiry: a session unused for more than [`SESSION_IDLE_ENTRIES_MAX`] log
 //!   entries is dropped when an entry past that point is applied.
 //! - Count: beyond [`SESSIONS_MAX`] records, the least recently used is dropped.
-//! - A write naming a client id the table does not hold with `seq > 1` belongs to a
+//! - A write naming a session the table does not hold with `seq > 1` belongs to a
 //!   session that expired or was evicted: it is not applied, and answered
 //!   [`KvResult::SessionUnknown`] (the client opens a new session; on a first attempt
 //!   nothing can have been applied, so it may resend at once).
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use super::kv::{KvCommand, KvResult};
-use crate::core::LogIndex;
+use crate::core::{LogIndex, SessionKey};
 
 /// Most client sessions kept; the least recently used goes first beyond it.
 pub const SESSIONS_MAX: usize = 65_536;
@@ -55,13 +56,13 @@ pub enum SessionCheck {
 
 #[derive(Clone, Debug, Default)]
 pub struct SessionTable {
-    records: BTreeMap<u64, SessionRecord>,
-    /// `(last_index, client_id)` of every record: the eviction order.
-    by_age: BTreeSet<(LogIndex, u64)>,
+    records: BTreeMap<SessionKey, SessionRecord>,
+    /// `(last_index, session)` of every record: the eviction order.
+    by_age: BTreeSet<(LogIndex, SessionKey)>,
     /// While a batch is applied (see [`SessionTable::begin`]): the record each changed
     /// client id had before its first change, so a batch that fails to persist can be
     /// undone without copying the whole table first.
-    undo: Option<BTreeMap<u64, Option<SessionRecord>>>,
+    undo: Option<BTreeMap<SessionKey, Option<SessionRecord>>>,
 }
 
 /// Two tables are equal when they hold the same records (the journal is scratch).
@@ -74,8 +75,8 @@ impl PartialEq for SessionTable {
 impl Eq for SessionTable {}
 
 impl SessionTable {
-    pub fn get(&self, client_id: u64) -> Option<&SessionRecord> {
-        self.records.get(&client_id)
+    pub fn get(&self, key: SessionKey) -> Option<&SessionRecord> {
+        self.records.get(&key)
     }
 
     pub fn len(&self) -> usize {
@@ -86,12 +87,12 @@ impl SessionTable {
         self.records.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&u64, &SessionRecord)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&SessionKey, &SessionRecord)> {
         self.records.iter()
     }
 
     /// Inserts or replaces a record (loading a snapshot or a database).
-    pub fn insert(&mut self, client_id: u64, rec: SessionRecord) {
+    pub fn insert(&mut self, client_id: SessionKey, rec: SessionRecord) {
         self.journal(client_id);
         if let Some(old) = self.records.insert(client_id, rec.clone()) {
             self.by_age.remove(&(old.last_index, client_id));
@@ -99,14 +100,14 @@ impl SessionTable {
         self.by_age.insert((rec.last_index, client_id));
     }
 
-    fn remove(&mut self, client_id: u64) {
+    fn remove(&mut self, client_id: SessionKey) {
         self.journal(client_id);
         if let Some(old) = self.records.remove(&client_id) {
             self.by_age.remove(&(old.last_index, client_id));
         }
     }
 
-    fn journal(&mut self, client_id: u64) {
+    fn journal(&mut self, client_id: SessionKey) {
         if let Some(undo) = &mut self.undo
             && !undo.contains_key(&client_id)
         {
@@ -140,8 +141,8 @@ impl SessionTable {
         }
     }
 
-    /// Drops sessions idle for too long as of entry `index`; reports each dropped id.
-    pub fn expire(&mut self, index: LogIndex, dropped: &mut dyn FnMut(u64)) {
+    /// Drops sessions idle for too long as of entry `index`; reports each dropped one.
+    pub fn expire(&mut self, index: LogIndex, dropped: &mut dyn FnMut(SessionKey)) {
         while let Some(&(last, id)) = self.by_age.first() {
             if index.saturating_sub(last) <= SESSION_IDLE_ENTRIES_MAX {
                 break;
@@ -151,9 +152,9 @@ impl SessionTable {
         }
     }
 
-    /// Decides what a command `cmd` with `(client_id, seq)` does.
-    pub fn check(&self, client_id: u64, seq: u64, cmd: &[u8]) -> SessionCheck {
-        match self.records.get(&client_id) {
+    /// Decides what a command `cmd` of session `key` with `seq` does.
+    pub fn check(&self, key: SessionKey, seq: u64, cmd: &[u8]) -> SessionCheck {
+        match self.records.get(&key) {
             None if seq > 1 => SessionCheck::Answer(KvResult::SessionUnknown { seq }.encode()),
             None => SessionCheck::Execute,
             Some(r) if seq > r.last_seq => SessionCheck::Execute,
@@ -168,15 +169,15 @@ impl SessionTable {
         }
     }
 
-    /// Records that `(client_id, seq)` was executed at `index` with `result`, and
-    /// drops the least recently used sessions beyond [`SESSIONS_MAX`].
+    /// Records that `seq` of session `client_id` was executed at `index` with
+    /// `result`, and drops the least recently used sessions beyond [`SESSIONS_MAX`].
     pub fn record(
         &mut self,
-        client_id: u64,
+        client_id: SessionKey,
         seq: u64,
         index: LogIndex,
         result: &Bytes,
-        dropped: &mut dyn FnMut(u64),
+        dropped: &mut dyn FnMut(SessionKey),
     ) {
         let rec = SessionRecord {
             last_seq: seq,
@@ -195,15 +196,15 @@ impl SessionTable {
 }
 
 impl<'a> IntoIterator for &'a SessionTable {
-    type Item = (&'a u64, &'a SessionRecord);
-    type IntoIter = std::collections::btree_map::Iter<'a, u64, SessionRecord>;
+    type Item = (&'a SessionKey, &'a SessionRecord);
+    type IntoIter = std::collections::btree_map::Iter<'a, SessionKey, SessionRecord>;
     fn into_iter(self) -> Self::IntoIter {
         self.records.iter()
     }
 }
 
-impl FromIterator<(u64, SessionRecord)> for SessionTable {
-    fn from_iter<I: IntoIterator<Item = (u64, SessionRecord)>>(iter: I) -> Self {
+impl FromIterator<(SessionKey, SessionRecord)> for SessionTable {
+    fn from_iter<I: IntoIterator<Item = (SessionKey, SessionRecord)>>(iter: I) -> Self {
         let mut t = SessionTable::default();
         for (id, rec) in iter {
             t.insert(id, rec);
@@ -254,58 +255,73 @@ mod tests {
     #[test]
     fn retries_are_answered_from_the_record_and_older_ones_refused() {
         let mut t = SessionTable::default();
-        assert_eq!(t.check(1, 1, &[]), SessionCheck::Execute);
-        t.record(1, 1, 10, &written(), &mut |_| {});
-        assert_eq!(t.check(1, 1, &[]), SessionCheck::Answer(written()));
-        assert_eq!(t.check(1, 2, &[]), SessionCheck::Execute);
-        t.record(1, 2, 11, &written(), &mut |_| {});
+        assert_eq!(t.check((1, 0), 1, &[]), SessionCheck::Execute);
+        t.record((1, 0), 1, 10, &written(), &mut |_| {});
+        assert_eq!(t.check((1, 0), 1, &[]), SessionCheck::Answer(written()));
+        assert_eq!(t.check((1, 0), 2, &[]), SessionCheck::Execute);
+        t.record((1, 0), 2, 11, &written(), &mut |_| {});
         let stale = KvResult::StaleSequence { last_seq: 2 }.encode();
-        assert_eq!(t.check(1, 1, &[]), SessionCheck::Answer(stale));
+        assert_eq!(t.check((1, 0), 1, &[]), SessionCheck::Answer(stale));
+    }
+
+    #[test]
+    fn the_lanes_of_one_client_are_sessions_of_their_own() {
+        let mut t = SessionTable::default();
+        t.record((1, 0), 5, 10, &written(), &mut |_| {});
+        assert_eq!(t.check((1, 1), 1, &[]), SessionCheck::Execute, "a new lane");
+        t.record((1, 1), 1, 11, &written(), &mut |_| {});
+        assert_eq!(t.check((1, 0), 6, &[]), SessionCheck::Execute);
+        assert_eq!(t.check((1, 1), 1, &[]), SessionCheck::Answer(written()));
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
     fn an_unknown_session_past_its_first_write_is_refused() {
         let t = SessionTable::default();
         let unknown = KvResult::SessionUnknown { seq: 5 }.encode();
-        assert_eq!(t.check(9, 5, &[]), SessionCheck::Answer(unknown));
+        assert_eq!(t.check((9, 0), 5, &[]), SessionCheck::Answer(unknown));
     }
 
     #[test]
     fn idle_sessions_expire_by_log_index_and_the_count_is_bounded() {
         let mut t = SessionTable::default();
-        t.record(1, 1, 1, &written(), &mut |_| {});
-        t.record(2, 1, 5, &written(), &mut |_| {});
+        t.record((1, 0), 1, 1, &written(), &mut |_| {});
+        t.record((2, 0), 1, 5, &written(), &mut |_| {});
         let mut dropped = Vec::new();
         t.expire(1 + SESSION_IDLE_ENTRIES_MAX, &mut |id| dropped.push(id));
         assert!(dropped.is_empty(), "exactly at the bound is not idle yet");
         t.expire(2 + SESSION_IDLE_ENTRIES_MAX, &mut |id| dropped.push(id));
-        assert_eq!(dropped, vec![1]);
-        assert!(t.get(1).is_none() && t.get(2).is_some());
+        assert_eq!(dropped, vec![(1, 0)]);
+        assert!(t.get((1, 0)).is_none() && t.get((2, 0)).is_some());
 
         let mut t = SessionTable::default();
         let mut dropped = Vec::new();
         for id in 0..SESSIONS_MAX as u64 + 3 {
-            t.record(id, 1, id + 1, &written(), &mut |d| dropped.push(d));
+            t.record((id, 0), 1, id + 1, &written(), &mut |d| dropped.push(d));
         }
         assert_eq!(t.len(), SESSIONS_MAX);
-        assert_eq!(dropped, vec![0, 1, 2], "the least recently used go first");
+        assert_eq!(
+            dropped,
+            vec![(0, 0), (1, 0), (2, 0)],
+            "the least recently used go first"
+        );
         // Using a session makes it the most recent.
-        t.record(3, 2, 1 << 40, &written(), &mut |d| dropped.push(d));
-        t.record(1 << 50, 1, (1 << 40) + 1, &written(), &mut |d| {
+        t.record((3, 0), 2, 1 << 40, &written(), &mut |d| dropped.push(d));
+        t.record((1 << 50, 0), 1, (1 << 40) + 1, &written(), &mut |d| {
             dropped.push(d)
         });
-        assert_eq!(dropped, vec![0, 1, 2, 4]);
+        assert_eq!(dropped, vec![(0, 0), (1, 0), (2, 0), (4, 0)]);
     }
 
     #[test]
     fn a_rolled_back_batch_leaves_the_table_as_it_was() {
         let mut t = SessionTable::default();
-        t.record(1, 1, 1, &written(), &mut |_| {});
-        t.record(2, 1, 2, &written(), &mut |_| {});
+        t.record((1, 0), 1, 1, &written(), &mut |_| {});
+        t.record((2, 0), 1, 2, &written(), &mut |_| {});
         let before = t.clone();
         t.begin();
-        t.record(1, 2, 3, &written(), &mut |_| {});
-        t.record(3, 1, 4, &written(), &mut |_| {});
+        t.record((1, 0), 2, 3, &written(), &mut |_| {});
+        t.record((3, 0), 1, 4, &written(), &mut |_| {});
         t.expire(5 + SESSION_IDLE_ENTRIES_MAX, &mut |_| {});
         assert!(t.is_empty());
         t.rollback();
@@ -315,10 +331,10 @@ mod tests {
             "the eviction order is restored too"
         );
         t.begin();
-        t.record(4, 1, 9, &written(), &mut |_| {});
+        t.record((4, 0), 1, 9, &written(), &mut |_| {});
         t.commit();
         t.rollback();
-        assert!(t.get(4).is_some(), "a committed batch stays");
+        assert!(t.get((4, 0)).is_some(), "a committed batch stays");
     }
 
     #[test]
@@ -330,10 +346,10 @@ mod tests {
             current: Some(big.clone()),
         }
         .encode();
-        t.record(1, 1, 1, &failed, &mut |_| {});
-        assert!(t.get(1).unwrap().last_result.is_empty());
+        t.record((1, 0), 1, 1, &failed, &mut |_| {});
+        assert!(t.get((1, 0)).unwrap().last_result.is_empty());
         assert_eq!(
-            t.check(1, 1, &[]),
+            t.check((1, 0), 1, &[]),
             SessionCheck::Execute,
             "a no-effect retry runs"
         );
@@ -343,14 +359,14 @@ mod tests {
             current: Some(big.clone()),
         }
         .encode();
-        t.record(1, 2, 2, &swapped, &mut |_| {});
-        assert!(t.get(1).unwrap().last_result.len() < 16);
+        t.record((1, 0), 2, 2, &swapped, &mut |_| {});
+        assert!(t.get((1, 0)).unwrap().last_result.len() < 16);
         let cmd = KvCommand::CompareAndSwap {
             key: Bytes::from_static(b"k"),
             expected: Some(big),
             new: Bytes::from_static(b"n"),
         }
         .encode();
-        assert_eq!(t.check(1, 2, &cmd), SessionCheck::Answer(swapped));
+        assert_eq!(t.check((1, 0), 2, &cmd), SessionCheck::Answer(swapped));
     }
 }

@@ -13,6 +13,9 @@ use super::invariants::Invariants;
 use super::network::Network;
 use super::storage::{Op, StateMachine, Storage};
 
+/// The client id every simulated client shares (each is a lane of it).
+const SIM_CLIENT_ID: u64 = 7;
+
 /// How much slower a slow clock runs. A lease of `L` leader ticks then lasts up to
 /// `4 L` simulated ticks, while a follower refuses votes for at least
 /// `election_timeout_ticks_min` simulated ticks: the drift margin must make
@@ -426,9 +429,12 @@ impl Cluster {
             accepted: None,
             failed: false,
         });
+        // Every simulated client is a lane of one client process, as the Rust
+        // client's concurrent writes are: sessions are told apart by lane alone.
         let session = ClientSession {
-            client_id: c.id,
+            client_id: SIM_CLIENT_ID,
             seq: c.seq,
+            lane: c.id as u32,
         };
         let data = Bytes::from(format!("c{}s{}", c.id, c.seq));
         let p = Proposal {

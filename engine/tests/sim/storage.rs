@@ -140,7 +140,8 @@ impl StateMachine {
                 took_effect: false,
             };
         };
-        let op = (s.client_id, s.seq);
+        // Simulated clients are the lanes of one client id (see `SIM_CLIENT_ID`).
+        let op = (s.lane as u64, s.seq);
         self.seen.insert(op);
         let took_effect = self.sessions.admit(*s);
         if took_effect {

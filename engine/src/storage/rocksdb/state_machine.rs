@@ -12,7 +12,7 @@ use rocksdb::{
 };
 
 use super::db_err;
-use crate::core::types::{Entry, SnapshotMeta};
+use crate::core::types::{Entry, SessionKey, SnapshotMeta};
 use crate::storage::codec::{self, Reader, Writer};
 use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
@@ -92,6 +92,28 @@ impl KvStore for Overlay<'_> {
     }
 }
 
+/// A session's key in its column family: the client id (big-endian), then the lane
+/// unless it is 0 (so lane-0 keys are the 8-byte keys of releases before lanes).
+fn session_key((client_id, lane): SessionKey) -> Vec<u8> {
+    let mut k = client_id.to_be_bytes().to_vec();
+    if lane != 0 {
+        k.extend_from_slice(&lane.to_be_bytes());
+    }
+    k
+}
+
+fn decode_session_key(k: &[u8]) -> std::result::Result<SessionKey, codec::DecodeError> {
+    let id = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+    match k.len() {
+        8 => Ok((id(k), 0)),
+        12 => Ok((
+            id(&k[..8]),
+            u32::from_be_bytes(k[8..].try_into().expect("4 bytes")),
+        )),
+        n => Err(codec::DecodeError(format!("a session key of {n} bytes"))),
+    }
+}
+
 fn encode_session(r: &SessionRecord) -> Vec<u8> {
     let mut out = Vec::new();
     let mut w = Writer(&mut out);
@@ -159,7 +181,7 @@ impl RocksDBStateMachine {
             .expect("opened with this column family");
         for item in db.iterator_cf(sess_cf, IteratorMode::Start) {
             let (k, v) = item.map_err(|e| db_err("reading", &db_path, e))?;
-            let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            let id = decode_session_key(&k).map_err(|e| corrupt("session key", e))?;
             sessions.insert(
                 id,
                 decode_session(&v).map_err(|e| corrupt("session record", e))?,
@@ -262,9 +284,9 @@ impl RocksDBStateMachine {
         let sess_cf = self.cf(CF_SESSIONS)?;
         for id in touched {
             match sessions.get(id) {
-                Some(r) => batch.put_cf(sess_cf, id.to_be_bytes(), encode_session(r)),
+                Some(r) => batch.put_cf(sess_cf, session_key(id), encode_session(r)),
                 // Expired or evicted.
-                None => batch.delete_cf(sess_cf, id.to_be_bytes()),
+                None => batch.delete_cf(sess_cf, session_key(id)),
             }
         }
         batch.put_cf(
@@ -388,7 +410,7 @@ impl StateMachine for RocksDBStateMachine {
         let sess_cf = self.cf(CF_SESSIONS)?;
         batch.delete_range_cf(sess_cf, &[0u8; 8][..], &[0xffu8; 9][..]);
         for (id, r) in &sessions {
-            batch.put_cf(sess_cf, id.to_be_bytes(), encode_session(r));
+            batch.put_cf(sess_cf, session_key(*id), encode_session(r));
         }
         let meta_cf = self.cf(CF_META)?;
         batch.put_cf(meta_cf, KEY_APPLIED, codec::encode_snapshot_meta(&img_meta));
