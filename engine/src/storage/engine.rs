@@ -149,6 +149,49 @@ pub fn recover(engine: &dyn StorageEngine) -> Result<RecoveredLog> {
     })
 }
 
+/// The truncate rule of every backend: `InvalidRequest` into the compacted prefix
+/// (compacted entries are committed and never conflict); `Ok(false)`, nothing to do,
+/// past the last index; `Ok(true)`: remove `from..`.
+pub(crate) fn check_truncate(
+    from: LogIndex,
+    snapshot_last: LogIndex,
+    last_index: LogIndex,
+) -> Result<bool> {
+    if from <= snapshot_last {
+        return Err(super::error::StorageError::InvalidRequest(format!(
+            "truncate from {from} into the compacted prefix (snapshot at {snapshot_last})"
+        )));
+    }
+    Ok(from <= last_index)
+}
+
+/// What a purge to a new compaction point does, the same in every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PurgePlan {
+    /// Not newer than the current compaction point: a no-op.
+    Nothing,
+    /// The log holds the point's entry with its term: drop up to it, keep the rest.
+    KeepSuffix,
+    /// The point does not continue this log (a snapshot from the leader): drop it all.
+    DiscardLog,
+}
+
+/// Plans a purge to `snap` of a log compacted at `snapshot_last`; `term_at(i)` is the
+/// term of the log's entry `i`, if it holds one.
+pub(crate) fn plan_purge(
+    snap: &SnapshotMeta,
+    snapshot_last: LogIndex,
+    term_at: impl Fn(LogIndex) -> Option<Term>,
+) -> PurgePlan {
+    if snap.last_index <= snapshot_last {
+        PurgePlan::Nothing
+    } else if term_at(snap.last_index) == Some(snap.last_term) {
+        PurgePlan::KeepSuffix
+    } else {
+        PurgePlan::DiscardLog
+    }
+}
+
 /// Checks an append request against the log's shape, shared by every backend:
 /// consecutive indexes, non-decreasing terms, no gap after the log and nothing inside
 /// the compacted prefix. `term_before(i)` gives the term of entry `i` (for `i` in

@@ -527,6 +527,51 @@ pub fn decode_image(
     Ok((meta, sessions))
 }
 
+/// A [`KvState`] behind a lock: what the state machines that keep their state in
+/// memory (the memory and file backends) share. Readers never see half a batch.
+#[derive(Debug, Default)]
+pub(crate) struct LockedKv(std::sync::RwLock<KvState>);
+
+impl LockedKv {
+    pub fn new(state: KvState) -> Self {
+        LockedKv(std::sync::RwLock::new(state))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KvState> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>, super::StorageError> {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_batch(entries)
+    }
+
+    pub fn applied(&self) -> SnapshotMeta {
+        self.read().applied.clone()
+    }
+
+    /// The applied meta and the encoded state, under one read lock (a consistent image).
+    pub fn image(&self) -> (SnapshotMeta, Vec<u8>) {
+        let st = self.read();
+        (st.applied.clone(), st.encode_image())
+    }
+
+    /// Replaces the whole state (an installed snapshot).
+    pub fn replace(&self, state: KvState) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.read().data.get(key).cloned()
+    }
+
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Bytes, Bytes)> {
+        self.read().range(start, end, limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,14 @@
 //! [`MemStateMachine::restart`] model a process restart over the same "disk".
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
 use super::completion::Callback;
-use super::engine::{StorageEngine, check_append};
+use super::engine::{PurgePlan, StorageEngine, check_append, check_truncate, plan_purge};
 use super::error::{Result, StorageError};
-use super::kv::KvState;
+use super::kv::{KvState, LockedKv};
 use super::state_machine::{
     SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, chunks_of, collect_chunks,
 };
@@ -50,11 +50,8 @@ impl MemLog {
     }
 
     fn truncate(&mut self, from: LogIndex) -> Result<()> {
-        if from <= self.snapshot.last_index {
-            return Err(StorageError::InvalidRequest(format!(
-                "truncate from {from} into the compacted prefix (snapshot at {})",
-                self.snapshot.last_index
-            )));
+        if !check_truncate(from, self.snapshot.last_index, self.last_index())? {
+            return Ok(());
         }
         let keep = (from - self.snapshot.last_index - 1) as usize;
         self.entries.truncate(keep);
@@ -76,15 +73,13 @@ impl MemLog {
     }
 
     fn purge(&mut self, snap: SnapshotMeta) {
-        if snap.last_index <= self.snapshot.last_index {
-            return;
-        }
-        let keeps_suffix = self.term(snap.last_index).ok() == Some(snap.last_term);
-        if keeps_suffix {
-            let n = (snap.last_index - self.snapshot.last_index) as usize;
-            self.entries.drain(..n);
-        } else {
-            self.entries.clear();
+        match plan_purge(&snap, self.snapshot.last_index, |i| self.term(i).ok()) {
+            PurgePlan::Nothing => return,
+            PurgePlan::KeepSuffix => {
+                let n = (snap.last_index - self.snapshot.last_index) as usize;
+                self.entries.drain(..n);
+            }
+            PurgePlan::DiscardLog => self.entries.clear(),
         }
         self.snapshot = snap;
     }
@@ -195,7 +190,7 @@ pub(crate) fn check_range(
 /// A [`StateMachine`] in memory; "durable" snapshots are kept in memory too.
 #[derive(Default)]
 pub struct MemStateMachine {
-    state: RwLock<KvState>,
+    state: LockedKv,
     durable: Arc<Mutex<Option<(SnapshotMeta, Bytes)>>>,
 }
 
@@ -216,7 +211,7 @@ impl MemStateMachine {
             None => KvState::default(),
         };
         Ok(MemStateMachine {
-            state: RwLock::new(state),
+            state: LockedKv::new(state),
             durable,
         })
     }
@@ -233,18 +228,11 @@ impl MemStateMachine {
 
 impl StateMachine for MemStateMachine {
     fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>> {
-        self.state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_batch(entries)
+        self.state.apply(entries)
     }
 
     fn applied(&self) -> SnapshotMeta {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .applied
-            .clone()
+        self.state.applied()
     }
 
     fn durable_meta(&self) -> SnapshotMeta {
@@ -257,10 +245,8 @@ impl StateMachine for MemStateMachine {
     }
 
     fn build_snapshot(&self) -> Result<Snapshot> {
-        let (meta, image) = {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            (st.applied.clone(), Bytes::from(st.encode_image()))
-        };
+        let (meta, image) = self.state.image();
+        let image = Bytes::from(image);
         *self.durable.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((meta.clone(), image.clone()));
         Ok(Self::snapshot_of(meta, image))
@@ -284,26 +270,16 @@ impl StateMachine for MemStateMachine {
         let state = decode_checked(&image, meta)?;
         *self.durable.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((meta.clone(), Bytes::from(image)));
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.state.replace(state);
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .data
-            .get(key)
-            .cloned())
+        Ok(self.state.get(key))
     }
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
-        Ok(self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .range(start, end, limit))
+        Ok(self.state.range(start, end, limit))
     }
 }
 

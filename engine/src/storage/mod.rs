@@ -28,6 +28,7 @@ mod engine;
 mod error;
 pub mod file;
 pub mod kv;
+mod log_queue;
 mod memory;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;

@@ -56,9 +56,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,6 +69,7 @@ use super::completion::Callback;
 use super::dir_lock::DirLock;
 use super::engine::StorageEngine;
 use super::error::{Result, StorageError};
+use super::log_queue::{LogOp, LogQueue};
 use super::memory::check_range;
 use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 
@@ -182,40 +181,12 @@ impl Shared {
     }
 }
 
-/// A queued request for the writer thread.
-pub(crate) enum Op {
-    Append {
-        entries: Vec<Entry>,
-        hard_state: Option<HardState>,
-        done: Callback<LogIndex>,
-    },
-    Truncate {
-        from: LogIndex,
-        done: Callback<()>,
-    },
-    Purge {
-        snapshot: SnapshotMeta,
-        done: Callback<()>,
-    },
-}
-
-impl Op {
-    pub fn fail(self, err: StorageError) {
-        match self {
-            Op::Append { done, .. } => done(Err(err)),
-            Op::Truncate { done, .. } | Op::Purge { done, .. } => done(Err(err)),
-        }
-    }
-}
-
 /// The durable Raft log in a directory of preallocated segment files, written by one
 /// dedicated thread with group commit. See the [module docs](self) for crash safety
 /// and [`StorageEngine`] for the contract.
 pub struct FileStorageEngine {
     shared: Arc<Shared>,
-    tx: Option<SyncSender<Op>>,
-    writer: Option<JoinHandle<()>>,
-    queue_capacity: usize,
+    queue: LogQueue,
 }
 
 impl FileStorageEngine {
@@ -229,51 +200,24 @@ impl FileStorageEngine {
     pub fn open(path: impl AsRef<Path>, options: FileStorageOptions) -> Result<Self> {
         let queue_capacity = options.queue_capacity.max(1);
         let (shared, writer) = recovery::open(path.as_ref(), options)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
-        let handle = std::thread::Builder::new()
-            .name("dengine-log-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StorageError::io("spawning the log writer for", path.as_ref(), e))?;
-        Ok(FileStorageEngine {
-            shared,
-            tx: Some(tx),
-            writer: Some(handle),
-            queue_capacity,
-        })
+        let queue = LogQueue::spawn("dengine-log-writer", queue_capacity, path.as_ref(), |rx| {
+            writer.run(rx)
+        })?;
+        Ok(FileStorageEngine { shared, queue })
     }
 
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.shared.dir
     }
-
-    fn submit(&self, op: Op) {
-        let Some(tx) = &self.tx else {
-            return op.fail(StorageError::Closed);
-        };
-        match tx.try_send(op) {
-            Ok(()) => {}
-            Err(TrySendError::Full(op)) => op.fail(StorageError::Busy {
-                capacity: self.queue_capacity,
-            }),
-            Err(TrySendError::Disconnected(op)) => op.fail(StorageError::Closed),
-        }
-    }
 }
 
 impl Drop for FileStorageEngine {
     fn drop(&mut self) {
-        // Closing the queue lets the writer finish what was submitted, then exit (a
-        // writer waiting for space fails what is left instead).
+        // The writer finishes what was queued, then exits (a writer waiting for
+        // space fails what is left instead).
         self.shared.closing.store(true, Ordering::Release);
-        self.tx.take();
-        if let Some(h) = self.writer.take() {
-            // Dropped from a completion callback (on the writer itself): it exits on
-            // its own once the queue is drained; joining would deadlock.
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
-        }
+        self.queue.close();
     }
 }
 
@@ -284,7 +228,7 @@ impl StorageEngine for FileStorageEngine {
         hard_state: Option<HardState>,
         done: Callback<LogIndex>,
     ) {
-        self.submit(Op::Append {
+        self.queue.submit(LogOp::Append {
             entries,
             hard_state,
             done,
@@ -292,11 +236,11 @@ impl StorageEngine for FileStorageEngine {
     }
 
     fn truncate_suffix_with(&self, from: LogIndex, done: Callback<()>) {
-        self.submit(Op::Truncate { from, done })
+        self.queue.submit(LogOp::Truncate { from, done })
     }
 
     fn purge_prefix_with(&self, snapshot: SnapshotMeta, done: Callback<()>) {
-        self.submit(Op::Purge { snapshot, done })
+        self.queue.submit(LogOp::Purge { snapshot, done })
     }
 
     fn hard_state(&self) -> HardState {

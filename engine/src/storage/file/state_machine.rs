@@ -3,7 +3,7 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -12,7 +12,7 @@ use super::io;
 use crate::core::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
-use crate::storage::kv::{KvState, image_checksum};
+use crate::storage::kv::{KvState, LockedKv, image_checksum};
 use crate::storage::memory::decode_checked;
 use crate::storage::state_machine::{
     SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotChunks, StateMachine, collect_chunks,
@@ -41,7 +41,7 @@ pub struct FileStateMachine {
     /// One process per directory, for as long as this is open.
     _lock: DirLock,
     node_id: NodeId,
-    state: RwLock<KvState>,
+    state: LockedKv,
     durable: Mutex<Option<DurableSnapshot>>,
 }
 
@@ -103,7 +103,7 @@ impl FileStateMachine {
             dir,
             _lock: lock,
             node_id,
-            state: RwLock::new(state),
+            state: LockedKv::new(state),
             durable: Mutex::new(durable),
         })
     }
@@ -201,18 +201,11 @@ fn file_chunks(mut file: File, path: PathBuf) -> SnapshotChunks {
 
 impl StateMachine for FileStateMachine {
     fn apply(&self, entries: &[Entry]) -> Result<Vec<Bytes>> {
-        self.state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_batch(entries)
+        self.state.apply(entries)
     }
 
     fn applied(&self) -> SnapshotMeta {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .applied
-            .clone()
+        self.state.applied()
     }
 
     fn durable_meta(&self) -> SnapshotMeta {
@@ -226,10 +219,7 @@ impl StateMachine for FileStateMachine {
 
     fn build_snapshot(&self) -> Result<Snapshot> {
         // Encode under the read lock (a consistent image), write without it.
-        let (meta, image) = {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            (st.applied.clone(), st.encode_image())
-        };
+        let (meta, image) = self.state.image();
         let d = self.persist(&meta, &image)?;
         Self::snapshot_from(&d)
     }
@@ -251,7 +241,7 @@ impl StateMachine for FileStateMachine {
         let image = collect_chunks(chunks, SNAPSHOT_BYTES_MAX)?;
         let state = decode_checked(&image, meta)?;
         self.persist(meta, &image)?;
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.state.replace(state);
         info!(
             node_id = self.node_id,
             last_index = meta.last_index,
@@ -261,20 +251,10 @@ impl StateMachine for FileStateMachine {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .data
-            .get(key)
-            .cloned())
+        Ok(self.state.get(key))
     }
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
-        Ok(self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .range(start, end, limit))
+        Ok(self.state.range(start, end, limit))
     }
 }

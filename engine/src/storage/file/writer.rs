@@ -14,12 +14,13 @@ use tracing::{debug, error, info, warn};
 
 use super::format::{self, SEG_HEADER_BYTES};
 use super::io;
-use super::{FileStorageOptions, Loc, NO_SPACE_RETRY, Op, Segment, Shared};
+use super::{FileStorageOptions, Loc, NO_SPACE_RETRY, Segment, Shared};
 use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use crate::storage::codec;
 use crate::storage::completion::Callback;
-use crate::storage::engine::check_append;
+use crate::storage::engine::{PurgePlan, check_append, check_truncate, plan_purge};
 use crate::storage::error::{Result, StorageError};
+use crate::storage::log_queue::LogOp;
 
 type Spare = JoinHandle<Result<(PathBuf, std::fs::File)>>;
 
@@ -109,7 +110,7 @@ impl Writer {
     }
 
     /// The thread body: runs until the engine is dropped (the queue closes).
-    pub fn run(mut self, rx: Receiver<Op>) {
+    pub fn run(mut self, rx: Receiver<LogOp>) {
         while let Ok(op) = rx.recv() {
             self.handle(op);
             // Everything that queued up during the last fsync joins this group.
@@ -128,22 +129,22 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, op: Op) {
+    fn handle(&mut self, op: LogOp) {
         if let Some(e) = &self.failed {
             return op.fail(StorageError::Failed(Box::new(e.clone())));
         }
         match op {
-            Op::Append {
+            LogOp::Append {
                 entries,
                 hard_state,
                 done,
             } => self.stage_append(entries, hard_state, done),
-            Op::Truncate { from, done } => {
+            LogOp::Truncate { from, done } => {
                 self.flush_group();
                 let r = self.checked(|w| w.truncate(from));
                 done(r)
             }
-            Op::Purge { snapshot, done } => {
+            LogOp::Purge { snapshot, done } => {
                 self.flush_group();
                 let r = self.checked(|w| w.purge(snapshot));
                 done(r)
@@ -389,13 +390,7 @@ impl Writer {
 
     /// Durably removes entries `>= from`. The group is already flushed.
     fn truncate(&mut self, from: LogIndex) -> Result<()> {
-        if from <= self.snapshot.last_index {
-            return Err(StorageError::InvalidRequest(format!(
-                "truncate from {from} into the compacted prefix (snapshot at {})",
-                self.snapshot.last_index
-            )));
-        }
-        if from > self.last_index {
+        if !check_truncate(from, self.snapshot.last_index, self.last_index)? {
             return Ok(());
         }
         let (loc, prev_term, seg) = {
@@ -440,11 +435,13 @@ impl Writer {
 
     /// Records a new compaction point and drops the entries it covers.
     fn purge(&mut self, snap: SnapshotMeta) -> Result<()> {
-        if snap.last_index <= self.snapshot.last_index {
+        let plan = plan_purge(&snap, self.snapshot.last_index, |i| {
+            self.shared.read().term(i).ok()
+        });
+        if plan == PurgePlan::Nothing {
             return Ok(());
         }
-        let keeps_suffix = snap.last_index <= self.last_index
-            && self.shared.read().term(snap.last_index).ok() == Some(snap.last_term);
+        let keeps_suffix = plan == PurgePlan::KeepSuffix;
         self.write_meta(self.hard_state, snap.clone(), None)?;
         self.snapshot = snap.clone();
         if keeps_suffix {

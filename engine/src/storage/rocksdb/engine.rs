@@ -3,9 +3,8 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::thread::JoinHandle;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 use tracing::{error, info};
@@ -15,9 +14,10 @@ use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use crate::storage::codec;
 use crate::storage::completion::Callback;
 use crate::storage::dir_lock::DirLock;
-use crate::storage::engine::{StorageEngine, check_append};
+use crate::storage::engine::{PurgePlan, StorageEngine, check_append, check_truncate, plan_purge};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::file::io::ensure_dir;
+use crate::storage::log_queue::{LogOp, LogQueue};
 use crate::storage::memory::check_range;
 
 /// Our lock file in the database directory (RocksDB's is `LOCK`).
@@ -88,27 +88,11 @@ impl Shared {
     }
 }
 
-enum Op {
-    Append(Vec<Entry>, Option<HardState>, Callback<LogIndex>),
-    Truncate(LogIndex, Callback<()>),
-    Purge(SnapshotMeta, Callback<()>),
-}
-
-impl Op {
-    fn fail(self, e: StorageError) {
-        match self {
-            Op::Append(_, _, d) => d(Err(e)),
-            Op::Truncate(_, d) | Op::Purge(_, d) => d(Err(e)),
-        }
-    }
-}
-
 /// The Raft log in RocksDB. Same contract as every [`StorageEngine`]; appends waiting
 /// in the queue are merged into one synced write batch.
 pub struct RocksDBStorageEngine {
     shared: Arc<Shared>,
-    tx: Option<SyncSender<Op>>,
-    writer: Option<JoinHandle<()>>,
+    queue: LogQueue,
 }
 
 impl RocksDBStorageEngine {
@@ -134,42 +118,11 @@ impl RocksDBStorageEngine {
             view: RwLock::new(view),
             _lock: lock,
         });
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let w = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("dengine-rocks-writer".into())
-            .spawn(move || run_writer(w, rx))
-            .map_err(|e| StorageError::io("spawning the log writer for", &path, e))?;
-        Ok(RocksDBStorageEngine {
-            shared,
-            tx: Some(tx),
-            writer: Some(writer),
-        })
-    }
-
-    fn submit(&self, op: Op) {
-        let Some(tx) = &self.tx else {
-            return op.fail(StorageError::Closed);
-        };
-        match tx.try_send(op) {
-            Ok(()) => {}
-            Err(TrySendError::Full(op)) => op.fail(StorageError::Busy {
-                capacity: QUEUE_CAPACITY,
-            }),
-            Err(TrySendError::Disconnected(op)) => op.fail(StorageError::Closed),
-        }
-    }
-}
-
-impl Drop for RocksDBStorageEngine {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.writer.take() {
-            // Dropped from a completion callback: joining itself would deadlock.
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
-        }
+        let queue = LogQueue::spawn("dengine-rocks-writer", QUEUE_CAPACITY, &path, move |rx| {
+            run_writer(w, rx)
+        })?;
+        Ok(RocksDBStorageEngine { shared, queue })
     }
 }
 
@@ -231,7 +184,7 @@ struct Writer {
     failed: Option<StorageError>,
 }
 
-fn run_writer(shared: Arc<Shared>, rx: Receiver<Op>) {
+fn run_writer(shared: Arc<Shared>, rx: Receiver<LogOp>) {
     let (last_index, last_term, snapshot) = {
         let v = shared.read();
         let last = v.last_index();
@@ -267,7 +220,7 @@ struct Group {
 }
 
 impl Writer {
-    fn process(&mut self, ops: Vec<Op>) {
+    fn process(&mut self, ops: Vec<LogOp>) {
         let mut group = Group::default();
         for op in ops {
             if let Some(e) = &self.failed {
@@ -275,13 +228,20 @@ impl Writer {
                 continue;
             }
             match op {
-                Op::Append(entries, hs, done) => self.stage(&mut group, entries, hs, done),
-                Op::Truncate(from, done) => {
+                LogOp::Append {
+                    entries,
+                    hard_state,
+                    done,
+                } => self.stage(&mut group, entries, hard_state, done),
+                LogOp::Truncate { from, done } => {
                     self.flush(&mut group);
                     let r = self.truncate(from);
                     done(r)
                 }
-                Op::Purge(snap, done) => {
+                LogOp::Purge {
+                    snapshot: snap,
+                    done,
+                } => {
                     self.flush(&mut group);
                     let r = self.purge(snap);
                     done(r)
@@ -403,13 +363,7 @@ impl Writer {
     }
 
     fn truncate(&mut self, from: LogIndex) -> Result<()> {
-        if from <= self.snapshot.last_index {
-            return Err(StorageError::InvalidRequest(format!(
-                "truncate from {from} into the compacted prefix (snapshot at {})",
-                self.snapshot.last_index
-            )));
-        }
-        if from > self.last_index {
+        if !check_truncate(from, self.snapshot.last_index, self.last_index)? {
             return Ok(());
         }
         let prev = self.shared.read().term(from - 1)?;
@@ -429,10 +383,13 @@ impl Writer {
     }
 
     fn purge(&mut self, snap: SnapshotMeta) -> Result<()> {
-        if snap.last_index <= self.snapshot.last_index {
+        let plan = plan_purge(&snap, self.snapshot.last_index, |i| {
+            self.shared.read().term(i).ok()
+        });
+        if plan == PurgePlan::Nothing {
             return Ok(());
         }
-        let keeps_suffix = self.shared.read().term(snap.last_index).ok() == Some(snap.last_term);
+        let keeps_suffix = plan == PurgePlan::KeepSuffix;
         let mut batch = WriteBatch::default();
         let log = self.shared.cf(CF_LOG)?;
         // Ranges start at the old first index, so successive purges do not overlap.
@@ -477,15 +434,19 @@ impl StorageEngine for RocksDBStorageEngine {
         hard_state: Option<HardState>,
         done: Callback<LogIndex>,
     ) {
-        self.submit(Op::Append(entries, hard_state, done))
+        self.queue.submit(LogOp::Append {
+            entries,
+            hard_state,
+            done,
+        })
     }
 
     fn truncate_suffix_with(&self, from: LogIndex, done: Callback<()>) {
-        self.submit(Op::Truncate(from, done))
+        self.queue.submit(LogOp::Truncate { from, done })
     }
 
     fn purge_prefix_with(&self, snapshot: SnapshotMeta, done: Callback<()>) {
-        self.submit(Op::Purge(snapshot, done))
+        self.queue.submit(LogOp::Purge { snapshot, done })
     }
 
     fn hard_state(&self) -> HardState {
