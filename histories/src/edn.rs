@@ -104,19 +104,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Skips whitespace, comments and `#_` discarded forms, so that
+    /// [`Reader::line`] is the line of the next value that counts.
+    pub fn skip_ignored(&mut self) -> Result<(), HistoryError> {
+        while self.peek() == Some(b'#') && self.src.get(self.pos + 1) == Some(&b'_') {
+            self.pos += 2;
+            self.value()?;
+        }
+        Ok(())
+    }
+
     /// Reads the next value; `None` at the end of the input.
     pub fn next_value(&mut self) -> Result<Option<Edn>, HistoryError> {
-        loop {
-            let Some(b) = self.peek() else {
-                return Ok(None);
-            };
-            if b == b'#' && self.src.get(self.pos + 1) == Some(&b'_') {
-                self.pos += 2;
-                self.value()?;
-                continue;
-            }
-            return self.value().map(Some);
+        self.skip_ignored()?;
+        if self.peek().is_none() {
+            return Ok(None);
         }
+        self.value().map(Some)
     }
 
     /// Reads one value, which must be there.

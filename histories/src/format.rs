@@ -5,6 +5,15 @@
 //! {"index":1,"time_ns":2900,"process":3,"type":"ok","f":"put","key":"k1","value":"a"}
 //! ```
 //!
+//! A transaction (for [`crate::txn`]) is `"f":"txn"` with a list of
+//! micro-ops `[f, key, value]` as its value, written as Elle writes them in
+//! EDN (`append`, `r`, `w`; a read's value is `null` in the invocation):
+//!
+//! ```text
+//! {"index":2,"process":0,"type":"invoke","f":"txn","value":[["append","x",1],["r","y",null]]}
+//! {"index":3,"process":0,"type":"ok","f":"txn","value":[["append","x",1],["r","y",[1,2]]]}
+//! ```
+//!
 //! Events are checked in file order: the writer appends them in the order they
 //! happen, so line order is real-time order even if two clocks disagree.
 //! `time_ns` is kept for display only.

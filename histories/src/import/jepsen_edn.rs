@@ -1,5 +1,7 @@
-//! Jepsen EDN histories: either one vector of op maps, or one op map per
-//! line (as `history.edn` and Porcupine's test data are written).
+//! Jepsen EDN histories: one vector `[...]` or list `(...)` of op maps, or
+//! one op map per line (as `history.edn` and Porcupine's test data are
+//! written); `;` comments and `#_` discards anywhere. A history of nemesis
+//! ops only is valid: it has fault events and no client events.
 //!
 //! Keys read: `:process :type :f :value` and optionally `:key :index :time
 //! :error`; other keys are ignored. An op whose `:process` is not an integer
@@ -19,24 +21,33 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
     let text = std::str::from_utf8(bytes).map_err(|e| HistoryError::new(0, e.to_string()))?;
     let mut reader = Reader::new(text);
     let mut builder = Builder::default();
-    if reader.peek() == Some(b'[') {
+    if let Some(open @ (b'[' | b'(')) = reader.peek() {
+        let (close, what) = if open == b'[' {
+            (b']', "vector")
+        } else {
+            (b')', "list")
+        };
         let open_line = reader.line();
-        reader.eat(b'[');
+        reader.eat(open);
         loop {
             match reader.peek() {
                 None => {
                     return Err(HistoryError::new(
                         reader.line(),
                         format!(
-                            "unexpected end of input: the vector opened on line {open_line} is not closed (truncated?)"
+                            "unexpected end of input: the {what} opened on line {open_line} is not closed (truncated?)"
                         ),
                     ));
                 }
-                Some(b']') => {
-                    reader.eat(b']');
+                Some(b) if b == close => {
+                    reader.eat(close);
                     break;
                 }
                 Some(_) => {
+                    reader.skip_ignored()?;
+                    if reader.peek() == Some(close) {
+                        continue;
+                    }
                     let line = reader.line();
                     if let Some(op) = reader.next_value()? {
                         builder.op(&op, line)?;
@@ -47,12 +58,12 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
         if reader.next_value()?.is_some() {
             return Err(HistoryError::new(
                 reader.line(),
-                "unexpected data after the history vector",
+                format!("unexpected data after the history {what}"),
             ));
         }
     } else {
         loop {
-            reader.peek();
+            reader.skip_ignored()?;
             let line = reader.line();
             match reader.next_value()? {
                 Some(op) => builder.op(&op, line)?,

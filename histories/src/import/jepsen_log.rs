@@ -6,9 +6,11 @@
 //! INFO  jepsen.util - :nemesis<TAB>:info<TAB>:start<TAB>"Cut off ..."
 //! ```
 //!
-//! (`<TAB>` is a tab character.) Fields are tab separated: process (last word of the first field), type, f,
-//! value, then an optional error. Lines of any other shape are ignored, since
-//! a test log interleaves them with everything else the test prints.
+//! (`<TAB>` is a tab character.) Fields are tab separated: process (last word
+//! of the first field), type, f, value, then an optional error. Logs that
+//! went through a formatter which turned tabs into runs of spaces are read
+//! too. Lines of any other shape are ignored, since a test log interleaves
+//! them with everything else the test prints.
 
 use crate::edn::{Edn, Reader};
 use crate::error::HistoryError;
@@ -20,44 +22,24 @@ use crate::nemesis::NemesisEvent;
 pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
     let mut history = History::default();
     for (line, text) in utf8_lines(bytes)? {
-        let fields: Vec<&str> = text.split('\t').collect();
-        if fields.len() < 3 {
+        let Some(mut op) = op_fields(text, line)? else {
             continue;
-        }
-        let Some(mut kind) = fields[1]
-            .trim()
-            .strip_prefix(':')
-            .and_then(EventType::parse)
-        else {
-            continue;
-        };
-        let Some(process) = fields[0].split_whitespace().last() else {
-            continue;
-        };
-        let Some(f) = fields[2].trim().strip_prefix(':').map(str::to_owned) else {
-            continue;
-        };
-        let value = match fields.get(3) {
-            Some(v) => parse_field(v, line)?,
-            None => Edn::Nil,
-        };
-        let error = match fields.get(4) {
-            Some(e) => Some(parse_field(e, line)?),
-            None => None,
         };
         // `:fail :read :timed-out` is Jepsen's way of saying the client gave
         // up waiting: the outcome is unknown, not a failure.
         let timed_out = |e: &Edn| matches!(e, Edn::Keyword(k) if k == "timed-out");
-        if kind == EventType::Fail && (timed_out(&value) || error.as_ref().is_some_and(timed_out)) {
-            kind = EventType::Info;
+        if op.kind == EventType::Fail
+            && (timed_out(&op.value) || op.error.as_ref().is_some_and(timed_out))
+        {
+            op.kind = EventType::Info;
         }
-        let Ok(process) = process.parse::<u64>() else {
+        let Ok(process) = op.process.parse::<u64>() else {
             history.nemesis.push(NemesisEvent {
                 start_ns: history.events.len() as u64,
                 end_ns: None,
-                kind: f,
+                kind: op.f,
                 targets: Vec::new(),
-                detail: (value != Edn::Nil).then(|| edn_text(&value)),
+                detail: (op.value != Edn::Nil).then(|| edn_text(&op.value)),
             });
             continue;
         };
@@ -65,15 +47,106 @@ pub fn read(bytes: &[u8]) -> Result<History, HistoryError> {
             index: history.events.len() as u64,
             time_ns: None,
             process,
-            kind,
-            f,
+            kind: op.kind,
+            f: op.f,
             key: None,
-            value: edn_to_value(&value),
-            error: error.map(|e| edn_name(&e).unwrap_or_else(|| edn_text(&e))),
+            value: edn_to_value(&op.value),
+            error: op
+                .error
+                .map(|e| edn_name(&e).unwrap_or_else(|| edn_text(&e))),
         };
         history.push(event, line);
     }
     Ok(history)
+}
+
+/// The fields of one op line.
+struct OpFields<'a> {
+    process: &'a str,
+    kind: EventType,
+    f: String,
+    value: Edn,
+    error: Option<Edn>,
+}
+
+/// The op on `text`, if it is an op line: tab separated, or (as some
+/// loggers rewrite them) separated by runs of spaces.
+fn op_fields(text: &str, line: usize) -> Result<Option<OpFields<'_>>, HistoryError> {
+    if text.contains('\t') {
+        return tab_fields(text, line);
+    }
+    space_fields(text, line)
+}
+
+fn tab_fields(text: &str, line: usize) -> Result<Option<OpFields<'_>>, HistoryError> {
+    let fields: Vec<&str> = text.split('\t').collect();
+    if fields.len() < 3 {
+        return Ok(None);
+    }
+    let kind = fields[1]
+        .trim()
+        .strip_prefix(':')
+        .and_then(EventType::parse);
+    let process = fields[0].split_whitespace().last();
+    let f = fields[2].trim().strip_prefix(':');
+    let (Some(kind), Some(process), Some(f)) = (kind, process, f) else {
+        return Ok(None);
+    };
+    let value = match fields.get(3) {
+        Some(v) => parse_field(v, line)?,
+        None => Edn::Nil,
+    };
+    let error = match fields.get(4) {
+        Some(e) => Some(parse_field(e, line)?),
+        None => None,
+    };
+    Ok(Some(OpFields {
+        process,
+        kind,
+        f: f.to_owned(),
+        value,
+        error,
+    }))
+}
+
+/// `... - 3  :invoke  :cas  [1 4]`: the op starts at the first word that is
+/// a type keyword with a process before it and a keyword `f` after it; the
+/// rest of the line is the value and an optional error, read as EDN (so a
+/// value with spaces inside, like `[1 4]`, stays one field).
+fn space_fields(text: &str, line: usize) -> Result<Option<OpFields<'_>>, HistoryError> {
+    let words: Vec<(usize, &str)> = text
+        .split(' ')
+        .scan(0, |at, w| {
+            let start = *at;
+            *at += w.len() + 1;
+            Some((start, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
+        .collect();
+    for i in 1..words.len().saturating_sub(1) {
+        let kind = words[i].1.strip_prefix(':').and_then(EventType::parse);
+        let (Some(kind), Some(f)) = (kind, words[i + 1].1.strip_prefix(':')) else {
+            continue;
+        };
+        let process = words[i - 1].1;
+        if process.parse::<u64>().is_err() && !process.starts_with(':') {
+            continue;
+        }
+        let rest = &text[words[i + 1].0 + words[i + 1].1.len()..];
+        let mut reader = Reader::new(rest);
+        let bad =
+            |e: HistoryError| HistoryError::new(line, format!("bad value {rest:?}: {}", e.message));
+        let value = reader.next_value().map_err(bad)?.unwrap_or(Edn::Nil);
+        let error = reader.next_value().map_err(bad)?;
+        return Ok(Some(OpFields {
+            process: process.trim_start_matches(':'),
+            kind,
+            f: f.to_owned(),
+            value,
+            error,
+        }));
+    }
+    Ok(None)
 }
 
 fn parse_field(text: &str, line: usize) -> Result<Edn, HistoryError> {

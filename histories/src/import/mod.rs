@@ -13,7 +13,8 @@ use crate::value::Value;
 pub enum Format {
     /// Our own JSON lines (`history.jsonl`).
     Jsonl,
-    /// A Jepsen `history.edn`: a vector of op maps or one map per line.
+    /// A Jepsen `history.edn`: a vector or list of op maps, or one map per
+    /// line.
     JepsenEdn,
     /// Jepsen's `jepsen.log` op lines (tab separated).
     JepsenLog,
@@ -47,18 +48,29 @@ impl Format {
         }
         let head = &bytes[..bytes.len().min(64 * 1024)];
         let head = String::from_utf8_lossy(head);
-        if head.contains("\t:invoke\t") {
+        if head.contains("\t:invoke\t") || head.lines().any(is_spaced_log_line) {
             return Some(Format::JepsenLog);
         }
         let first = head.lines().map(str::trim_start).find(|l| !l.is_empty())?;
         if first.starts_with("{\"") {
             Some(Format::Jsonl)
-        } else if first.starts_with('{') || first.starts_with('[') || first.starts_with(';') {
+        } else if first.starts_with(['{', '[', '(', ';']) {
             Some(Format::JepsenEdn)
         } else {
             None
         }
     }
+}
+
+/// A Jepsen log op line whose fields are separated by spaces: `jepsen.util`
+/// names the logger, and an EDN map line never has it outside a string.
+fn is_spaced_log_line(line: &str) -> bool {
+    let t = line.trim_start();
+    !t.starts_with(['{', '[', '(', ';'])
+        && t.contains("jepsen.util")
+        && [" :invoke ", " :ok ", " :fail ", " :info "]
+            .iter()
+            .any(|k| t.contains(k))
 }
 
 /// Reads `bytes` in the given format.
@@ -141,6 +153,14 @@ mod tests {
         assert_eq!(
             Format::detect("x", b"INFO x - 3\t:invoke\t:read\tnil\n"),
             Some(Format::JepsenLog)
+        );
+        assert_eq!(
+            Format::detect("x", b"INFO  jepsen.util - 3  :invoke  :read  nil\n"),
+            Some(Format::JepsenLog)
+        );
+        assert_eq!(
+            Format::detect("x", b"({:process 0, :type :invoke})"),
+            Some(Format::JepsenEdn)
         );
         assert_eq!(Format::detect("x", b"hello"), None);
     }
