@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::checker::{CheckResult, PartitionResult, StopReason, Verdict};
 use crate::history::{Operation, Status};
+use crate::txn::TxnReport;
 use crate::value::Value;
 
 /// An operation as shown in reports.
@@ -187,6 +188,16 @@ pub fn verdict_line(file: &str, ops: &[Operation], result: &CheckResult) -> Stri
 /// The JSON document `dengine check --json` writes: every history's report
 /// and the totals.
 pub fn reports_json(reports: &[Report], unreadable: &[(String, String)]) -> String {
+    reports_json_with_txns(reports, &[], unreadable)
+}
+
+/// As [`reports_json`], with the transactional checks (`transactions`,
+/// present only when there are some).
+pub fn reports_json_with_txns(
+    reports: &[Report],
+    txns: &[TxnReport],
+    unreadable: &[(String, String)],
+) -> String {
     #[derive(Serialize)]
     struct Unreadable<'a> {
         file: &'a str,
@@ -195,6 +206,8 @@ pub fn reports_json(reports: &[Report], unreadable: &[(String, String)]) -> Stri
     #[derive(Serialize)]
     struct Doc<'a> {
         histories: &'a [Report],
+        #[serde(skip_serializing_if = "<[TxnReport]>::is_empty")]
+        transactions: &'a [TxnReport],
         unreadable: Vec<Unreadable<'a>>,
         linearizable: usize,
         not_linearizable: usize,
@@ -203,6 +216,7 @@ pub fn reports_json(reports: &[Report], unreadable: &[(String, String)]) -> Stri
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
     let doc = Doc {
         histories: reports,
+        transactions: txns,
         unreadable: unreadable
             .iter()
             .map(|(file, error)| Unreadable { file, error })

@@ -78,3 +78,29 @@ table {{ border-collapse: collapse; margin: 6px 0; }} td, th {{ border: 1px soli
         title = esc(title),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::{TxnOptions, Workload, check_ops};
+    use crate::{import, pair};
+
+    #[test]
+    fn lists_the_cycle_transactions_and_edges() {
+        let text = b"{:process 0, :type :invoke, :f :txn, :value [[:r 1 nil] [:append 2 1]]}
+{:process 1, :type :invoke, :f :txn, :value [[:r 2 nil] [:append 1 1]]}
+{:process 0, :type :ok, :f :txn, :value [[:r 1 nil] [:append 2 1]]}
+{:process 1, :type :ok, :f :txn, :value [[:r 2 nil] [:append 1 1]]}
+{:process 0, :type :invoke, :f :txn, :value [[:r 1 nil] [:r 2 nil]]}
+{:process 0, :type :ok, :f :txn, :value [[:r 1 [1]] [:r 2 [1]]]}";
+        let ops = pair(&import::read(import::Format::JepsenEdn, text).unwrap()).unwrap();
+        let (h, result) =
+            check_ops(&ops, Some(Workload::ListAppend), &TxnOptions::default()).unwrap();
+        let page = render("t<1>", &h, &result, &[Consistency::Serializable]);
+        assert!(page.contains("<h3>G2-item</h3>"));
+        assert!(page.contains("<td><code>[[:r 1 nil] [:append 2 1]]</code></td>"));
+        assert_eq!(page.matches("<b>rw</b>").count(), 2);
+        assert!(page.contains("class=\"verdict bad\""));
+        assert!(page.contains("t&lt;1&gt;") && !page.contains("t<1>"));
+    }
+}

@@ -42,6 +42,7 @@ pub mod html;
 pub mod internal;
 pub mod order;
 pub mod register;
+pub mod report;
 pub mod scc;
 pub mod synth;
 
@@ -52,6 +53,7 @@ use serde::Serialize;
 
 pub use anomaly::{Anomaly, AnomalyKind, Consistency, CycleStep};
 pub use history::{Mop, Seen, Txn, TxnHistory, TxnMeta, Workload};
+pub use report::TxnReport;
 
 use crate::checker::{CancelToken, StopReason};
 use crate::error::HistoryError;
