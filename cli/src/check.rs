@@ -1,8 +1,10 @@
-//! `dengine check`: read histories, check them for linearizability, print a
-//! verdict per file and a total, optionally write a JSON report and HTML
-//! timelines.
+//! `dengine check`: read histories, check them for linearizability (or, with
+//! `--model list-append|rw-register`, for transactional anomalies against
+//! `--consistency`), print a verdict per file and a total, optionally write a
+//! JSON report and HTML pages.
 //!
-//! Exit codes: 0 all linearizable, 1 some history not linearizable, 65 some
+//! Exit codes: 0 all linearizable (valid), 1 some history not linearizable
+//! (invalid), 65 some
 //! input unreadable (and none proven wrong), 2 some verdict unknown (deadline)
 //! and nothing worse. A proven violation wins over everything because it is
 //! the finding that must not be masked.
@@ -10,9 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use d_engine_histories::txn::{self, Consistency, ModelVerdict, TxnOptions, TxnReport, Workload};
 use d_engine_histories::{
-    CheckOptions, CheckResult, Format, KvModel, ModelKind, NemesisEvent, Operation, RegisterModel,
-    Report, Verdict, check, html, import, pair, read_nemesis_jsonl, report, verdict_line,
+    CheckOptions, CheckResult, Format, History, KvModel, ModelKind, NemesisEvent, Operation,
+    RegisterModel, Report, Verdict, check, html, import, pair, read_nemesis_jsonl, report,
+    verdict_line,
 };
 
 /// Exit codes of `dengine check`.
@@ -23,14 +27,21 @@ const EXIT_UNREADABLE: u8 = 65;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 all linearizable, 1 some history not linearizable, \
+    after_help = "Exit codes: 0 all linearizable (or valid), 1 some history not linearizable (or invalid), \
 65 some input unreadable, 2 some verdict unknown (deadline). A violation takes precedence."
 )]
 pub struct CheckArgs {
-    /// Sequential model: register, cas-register or kv (default: guessed from
-    /// the operation names).
-    #[arg(long, value_parser = ["register", "cas-register", "kv"])]
+    /// Sequential model: register, cas-register or kv; or a transactional
+    /// workload: list-append or rw-register (default: guessed from the
+    /// operation names; `:f :txn` ops are transactions).
+    #[arg(long, value_parser = ["register", "cas-register", "kv", "list-append", "rw-register"])]
     model: Option<String>,
+    /// For transactional workloads: the consistency model to check.
+    #[arg(long, default_value = "strict-serializable", value_parser = [
+        "strict-serializable", "serializable", "snapshot-isolation",
+        "repeatable-read", "read-committed", "read-uncommitted",
+    ])]
+    consistency: String,
     /// Input format (auto: from the file name, then the content).
     #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "jepsen-edn", "jepsen-log", "porcupine-kv"])]
     format: String,
@@ -84,6 +95,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// What became of one history.
 enum Outcome {
     Checked(Box<Report>),
+    Transactions(Box<TxnReport>),
     Unreadable(String),
 }
 
@@ -96,6 +108,7 @@ pub fn run(args: CheckArgs) -> u8 {
     };
     let several = args.histories.len() > 1;
     let mut reports = Vec::new();
+    let mut txn_reports: Vec<TxnReport> = Vec::new();
     let mut unreadable = Vec::new();
     for path in &args.histories {
         let name = path.display().to_string();
@@ -108,6 +121,7 @@ pub fn run(args: CheckArgs) -> u8 {
         });
         match check_file(path, &args, &options, html_path.as_deref()) {
             Outcome::Checked(report) => reports.push(*report),
+            Outcome::Transactions(report) => txn_reports.push(*report),
             Outcome::Unreadable(message) => {
                 eprintln!("error: {name}: {message}");
                 unreadable.push((name, message));
@@ -115,20 +129,24 @@ pub fn run(args: CheckArgs) -> u8 {
         }
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let txn_count = |v: ModelVerdict| txn_reports.iter().filter(|r| r.verdict == v).count();
     let (good, bad, unknown) = (
-        count(Verdict::Linearizable),
-        count(Verdict::Illegal),
-        count(Verdict::Unknown),
+        count(Verdict::Linearizable) + txn_count(ModelVerdict::Valid),
+        count(Verdict::Illegal) + txn_count(ModelVerdict::Invalid),
+        count(Verdict::Unknown) + txn_count(ModelVerdict::Unknown),
     );
     if several {
         println!(
-            "total: {} histories: {good} linearizable, {bad} not linearizable, {unknown} unknown, {} unreadable",
+            "total: {} histories: {good} linearizable or valid, {bad} not linearizable or invalid, {unknown} unknown, {} unreadable",
             args.histories.len(),
             unreadable.len()
         );
     }
     if let Some(json) = &args.json
-        && let Err(e) = std::fs::write(json, report::reports_json(&reports, &unreadable))
+        && let Err(e) = std::fs::write(
+            json,
+            report::reports_json_with_txns(&reports, &txn_reports, &unreadable),
+        )
     {
         eprintln!("error: writing {}: {e}", json.display());
         return EXIT_UNREADABLE;
@@ -177,7 +195,7 @@ fn check_file(
         Ok(h) => h,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
-    if history.events.is_empty() {
+    if history.events.is_empty() && history.nemesis.is_empty() {
         // An empty history is almost always a broken pipeline, not a pass.
         return Outcome::Unreadable("no operations in the file".into());
     }
@@ -185,6 +203,17 @@ fn check_file(
         Ok(ops) => ops,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
+    let workload = args.model.as_deref().and_then(Workload::parse);
+    let all_txns = !ops.is_empty() && ops.iter().all(|op| op.f == "txn");
+    if workload.is_some() || (args.model.is_none() && all_txns) {
+        return check_transactions(&name, &history, &ops, workload, args, html_path);
+    }
+    if ops.is_empty() {
+        println!(
+            "{name}: linearizable (only nemesis operations: {} fault events, no client operations to check)",
+            history.nemesis.len()
+        );
+    }
     let model = match args.model.as_deref() {
         Some(m) => ModelKind::parse(m).expect("clap allows only known models"),
         None if format == Format::PorcupineKv => ModelKind::Kv,
@@ -199,13 +228,61 @@ fn check_file(
         Ok(r) => r,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
-    println!("{}", verdict_line(&name, &ops, &result));
+    if !ops.is_empty() {
+        println!("{}", verdict_line(&name, &ops, &result));
+    }
     if let Some(html_path) = html_path {
         let mut faults = history.nemesis.clone();
         faults.extend(nemesis_beside(path));
         write_html(html_path, &name, &ops, &faults, &result);
     }
     Outcome::Checked(Box::new(Report::new(&name, &ops, &result)))
+}
+
+/// The transactional check of one history: list-append or rw-register
+/// against `--consistency`.
+fn check_transactions(
+    name: &str,
+    history: &History,
+    ops: &[Operation],
+    workload: Option<Workload>,
+    args: &CheckArgs,
+    html_path: Option<&Path>,
+) -> Outcome {
+    let consistency =
+        Consistency::parse(&args.consistency).expect("clap allows only known consistency models");
+    let options = TxnOptions {
+        timeout: args.timeout,
+        ..TxnOptions::default()
+    };
+    let (txns, result) = match txn::check_ops(ops, workload, &options) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    if ops.is_empty() {
+        println!(
+            "{name}: {}: valid (only nemesis operations: {} fault events, no transactions to check)",
+            consistency.as_str(),
+            history.nemesis.len()
+        );
+    } else {
+        println!("{}", txn::verdict_line(name, &result, consistency));
+    }
+    for a in result
+        .anomalies
+        .iter()
+        .filter(|a| consistency.rules_out(a.kind))
+        .take(3)
+    {
+        println!("  {}", a.explanation);
+    }
+    if let Some(path) = html_path {
+        let page = txn::html::render(name, &txns, &result, &[consistency]);
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: writing {}: {e}", path.display());
+        }
+    }
+    Outcome::Transactions(Box::new(TxnReport::new(name, &result, consistency)))
 }
 
 /// Fault events from a `nemesis.jsonl` next to the history, if there is
