@@ -50,6 +50,12 @@ pub const SNAPSHOT_BUILD_SECONDS: &str = "dengine_snapshot_build_seconds";
 pub const SNAPSHOTS_SENT: &str = "dengine_snapshots_sent_total";
 pub const SNAPSHOT_BYTES_SENT: &str = "dengine_snapshot_bytes_sent_total";
 pub const SNAPSHOTS_INSTALLED: &str = "dengine_snapshots_installed_total";
+/// Received snapshots that could not be installed (the old state was kept).
+pub const SNAPSHOT_INSTALL_FAILURES: &str = "dengine_snapshot_install_failures_total";
+/// Snapshot transfers resumed from the receiver's durable offset (sender side).
+pub const SNAPSHOT_RESUMES: &str = "dengine_snapshot_resumes_total";
+/// Seconds from the first chunk sent to the follower's "installed" (sender side).
+pub const SNAPSHOT_TRANSFER_SECONDS: &str = "dengine_snapshot_transfer_seconds";
 /// Membership changes appended by this node as leader.
 pub const MEMBERSHIP_CHANGES: &str = "dengine_membership_changes_total";
 /// Peer messages refused before reaching Raft, by `reason`.

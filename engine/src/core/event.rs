@@ -75,6 +75,10 @@ pub enum Event {
     /// policy asks again after `SNAPSHOT_RETRY_TIMEOUTS` election timeouts, not at
     /// the next applied entry; `SnapshotNow` asks at once.
     SnapshotFailed,
+    /// The runtime could not install the snapshot requested by
+    /// `Action::InstallSnapshot` (a corrupt image, a full disk): its old state is in
+    /// place, and the leader sends a snapshot again.
+    SnapshotInstallFailed { meta: SnapshotMeta },
     /// The runtime installed the snapshot requested by `Action::InstallSnapshot`
     /// (state machine image, snapshot meta and log reset are durable).
     SnapshotInstalled { meta: SnapshotMeta },

@@ -121,6 +121,12 @@ impl Raft {
         });
     }
 
+    pub(crate) fn on_snapshot_install_failed(&mut self, meta: SnapshotMeta) {
+        if self.installing.as_ref().is_some_and(|(_, m)| *m == meta) {
+            self.installing = None;
+        }
+    }
+
     pub(crate) fn on_snapshot_installed(&mut self, meta: SnapshotMeta) {
         let Some((from, expected)) = self.installing.take() else {
             return;

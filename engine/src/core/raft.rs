@@ -165,6 +165,7 @@ impl Raft {
             Event::Applied { index } => self.on_applied(index),
             Event::SnapshotBuilt { last_index } => self.on_snapshot_built(last_index),
             Event::SnapshotFailed => self.on_snapshot_failed(),
+            Event::SnapshotInstallFailed { meta } => self.on_snapshot_install_failed(meta),
             Event::SnapshotInstalled { meta } => self.on_snapshot_installed(meta),
         }
         self.emit_apply();
@@ -229,6 +230,11 @@ impl Raft {
         let pr = self.lead.as_ref()?.progress.get(&peer)?;
         Some((pr.match_index, pr.next_index))
     }
+    /// The snapshot this node is installing, if any.
+    pub fn installing(&self) -> Option<&SnapshotMeta> {
+        self.installing.as_ref().map(|(_, m)| m)
+    }
+
     pub fn is_transferring(&self) -> bool {
         self.lead.as_ref().is_some_and(|l| l.transfer.is_some())
     }

@@ -13,6 +13,7 @@ pub(crate) mod peer_link;
 #[cfg(test)]
 mod peer_link_tests;
 pub(crate) mod peer_service;
+pub(crate) mod snapshot_sender;
 
 pub use address_book::{AddressBook, RESERVED_KEY_PREFIX};
 pub use client_context::LeaderView;

@@ -20,13 +20,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use d_engine_proto::v1 as pb;
 use d_engine_proto::v1::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::address_book::AddressBook;
 use super::backoff::Backoff;
@@ -156,7 +155,7 @@ async fn run_link(peer: NodeId, ctx: LinkContext, mut rx: mpsc::Receiver<Message
             }
             Body::InstallSnapshot { meta } => {
                 if snapshot_task.as_ref().is_none_or(|t| t.is_finished()) {
-                    snapshot_task = Some(tokio::spawn(send_snapshot(
+                    snapshot_task = Some(tokio::spawn(super::snapshot_sender::send_snapshot(
                         peer,
                         c.client.clone(),
                         header,
@@ -322,102 +321,4 @@ async fn send_vote(
         .inbound
         .send(PeerInbound::Message { from: peer, msg })
         .await;
-}
-
-/// Streams the state machine's current snapshot to `peer` in checksummed chunks.
-///
-/// `core_membership` is the membership the core knows at its snapshot point. A state
-/// machine learns memberships only from config entries it applies, so one that never
-/// applied any (the cluster still has the membership its configuration started with)
-/// holds none: such a snapshot is sent with the core's, which every follower needs
-/// (it refuses a snapshot without voters).
-async fn send_snapshot(
-    peer: NodeId,
-    mut client: RaftPeerClient<Channel>,
-    header: pb::PeerHeader,
-    core_membership: crate::core::Membership,
-    ctx: LinkContext,
-) {
-    let sm = ctx.sm.clone();
-    let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let snap = sm
-            .current_snapshot()
-            .map_err(|e| e.to_string())?
-            .ok_or("no snapshot to send")?;
-        let chunks = snap
-            .chunks
-            .collect::<Result<Vec<Bytes>, _>>()
-            .map_err(|e| e.to_string())?;
-        Ok((snap.meta, chunks))
-    })
-    .await;
-    let (mut meta, data) = match loaded {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return warn!(peer, error = %e, "cannot read the snapshot to send"),
-        Err(e) => return warn!(peer, error = %e, "snapshot reader panicked"),
-    };
-    if meta.membership.voters.is_empty() {
-        meta.membership = core_membership;
-    }
-    let chunks = chunk_snapshot(header, &meta, data, ctx.snapshot_chunk_bytes);
-    let total = chunks.last().map_or(0, |c| c.total_bytes);
-    info!(
-        peer,
-        index = meta.last_index,
-        bytes = total,
-        "sending snapshot"
-    );
-    let node = ctx.me.to_string();
-    metrics::counter!(crate::metrics::SNAPSHOTS_SENT, "node" => node.clone()).increment(1);
-    metrics::counter!(crate::metrics::SNAPSHOT_BYTES_SENT, "node" => node).increment(total);
-    match client.install_snapshot(tokio_stream::iter(chunks)).await {
-        Ok(r) => {
-            let r = r.into_inner();
-            if r.status != pb::install_snapshot_response::Status::Installed as i32 {
-                warn!(peer, reason = %r.reason, "snapshot refused");
-            }
-        }
-        Err(e) => warn!(peer, error = %e, "snapshot transfer failed"),
-    }
-}
-
-/// Splits the image into chunks of at most `chunk_bytes`, each with its CRC32C; the
-/// last carries the total size and the CRC32C of the whole image.
-pub(crate) fn chunk_snapshot(
-    header: pb::PeerHeader,
-    meta: &crate::core::SnapshotMeta,
-    data: Vec<Bytes>,
-    chunk_bytes: usize,
-) -> Vec<pb::SnapshotChunk> {
-    let chunk_bytes = chunk_bytes.clamp(1, d_engine_proto::limits::MAX_SNAPSHOT_CHUNK_BYTES);
-    let pieces: Vec<Bytes> = data
-        .into_iter()
-        .flat_map(|b| {
-            (0..b.len().div_ceil(chunk_bytes))
-                .map(move |i| b.slice(i * chunk_bytes..((i + 1) * chunk_bytes).min(b.len())))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let snapshot_id = meta.last_index ^ (meta.last_term << 48);
-    let (mut offset, mut total_crc) = (0u64, 0u32);
-    let n = pieces.len().max(1);
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let data = pieces.get(i).cloned().unwrap_or_default();
-        total_crc = crc32c::crc32c_append(total_crc, &data);
-        let last = i + 1 == n;
-        out.push(pb::SnapshotChunk {
-            header: Some(header),
-            meta: (i == 0).then(|| convert::snapshot_meta_to_pb(meta)),
-            snapshot_id,
-            offset,
-            chunk_crc32c: crc32c::crc32c(&data),
-            last,
-            total_bytes: if last { offset + data.len() as u64 } else { 0 },
-            total_crc32c: if last { total_crc } else { 0 },
-            data,
-        });
-        offset += out[i].data.len() as u64;
-    }
-    out
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use d_engine_proto::v1 as pb;
 use d_engine_proto::v1::raft_peer_server::RaftPeer;
 use tokio::sync::{mpsc, oneshot};
@@ -25,8 +24,8 @@ use super::convert;
 use crate::core::{Body, Message, NodeId, refusal};
 use crate::node::request::PeerInbound;
 
-/// Largest snapshot image accepted (snapshots are assembled in memory).
-pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
+/// Snapshot transfers received at once; another is refused (the leader retries).
+pub const INBOUND_SNAPSHOTS_MAX: usize = 1;
 
 /// Counters of refused peer messages, by reason.
 #[derive(Debug, Default)]
@@ -39,6 +38,7 @@ pub struct RefusedCounters {
     pub invalid: AtomicU64,
 }
 
+#[derive(Clone)]
 pub(crate) struct PeerService {
     pub me: NodeId,
     pub cluster_id: u64,
@@ -47,11 +47,141 @@ pub(crate) struct PeerService {
     pub refused: Arc<RefusedCounters>,
     /// The term this node is in, for the header of refusals.
     pub term: Arc<AtomicU64>,
+    /// Where received snapshots are staged, and the bound on concurrent transfers.
+    pub staging: SnapshotStaging,
+    pub inbound_snapshots: Arc<tokio::sync::Semaphore>,
 }
+
+use crate::storage::snapshot_staging::{BeginError, SnapshotStaging, StagedTransfer};
+use pb::install_snapshot_response::Status as Status_;
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::ReplicateResponse, Status>> + Send>>;
 
 impl PeerService {
+    fn snapshot_reply(
+        &self,
+        status: Status_,
+        next_offset: u64,
+        reason: String,
+    ) -> pb::InstallSnapshotResponse {
+        pb::InstallSnapshotResponse {
+            header: Some(self.header()),
+            status: status as i32,
+            next_offset,
+            reason,
+        }
+    }
+
+    /// Reads one transfer stream into the staging directory. `Stopped` carries the
+    /// reply for a stream that ends without a whole image (refused, cut, or asked to
+    /// resume elsewhere).
+    async fn receive_snapshot(
+        &self,
+        mut chunks: Streaming<pb::SnapshotChunk>,
+    ) -> Result<Received, Status> {
+        let refuse =
+            |reason: String| Received::Stopped(self.snapshot_reply(Status_::Rejected, 0, reason));
+        let mut check = ChunkCheck::default();
+        let mut staged: Option<StagedTransfer> = None;
+        let mut from_term = None;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                // The link broke: keep what is durable for a resume.
+                Err(_) => break,
+            };
+            let (from, term) = self.admit(chunk.header.as_ref()).map_err(|(_, s)| s)?;
+            from_term.get_or_insert((from, term));
+            if let Err(reason) = check.add(&chunk) {
+                let _ = self.malformed(&reason);
+                return Ok(refuse(reason));
+            }
+            let mut t = match staged.take() {
+                Some(t) => t,
+                None => {
+                    let meta = check
+                        .meta
+                        .clone()
+                        .expect("checked: the first chunk has the meta");
+                    let msg = Message {
+                        term,
+                        body: Body::InstallSnapshot { meta: meta.clone() },
+                    };
+                    if let Err(s) = self.check(from, &msg) {
+                        return Ok(refuse(s.message().to_string()));
+                    }
+                    match self
+                        .begin_staging(chunk.snapshot_id, meta, chunk.offset)
+                        .await
+                    {
+                        Ok(t) => t,
+                        Err(BeginError::ResumeFrom(o)) => {
+                            return Ok(Received::Stopped(self.snapshot_reply(
+                                Status_::Incomplete,
+                                o,
+                                format!("resume from offset {o}"),
+                            )));
+                        }
+                        Err(BeginError::Storage(e)) => {
+                            return Ok(refuse(format!("cannot stage the snapshot: {e}")));
+                        }
+                    }
+                }
+            };
+            let (last, total, crc) = (chunk.last, chunk.total_bytes, chunk.total_crc32c);
+            let data = chunk.data;
+            let wrote = blocking(move || t.write(&data).map(|()| t)).await;
+            let t = match wrote {
+                Ok(t) => t,
+                Err(e) => return Ok(refuse(format!("cannot stage the snapshot: {e}"))),
+            };
+            if last {
+                let meta = t.meta().clone();
+                return match blocking(move || t.finish(total, crc)).await {
+                    Ok(path) => {
+                        let (from, term) = from_term.expect("set by the first chunk");
+                        Ok(Received::Done {
+                            from,
+                            term,
+                            path: (meta, path),
+                        })
+                    }
+                    Err(e) => Ok(refuse(format!("snapshot refused: {e}"))),
+                };
+            }
+            staged = Some(t);
+        }
+        // Ended without the last chunk: what is durable is where the sender resumes.
+        let next = match staged {
+            Some(mut t) => blocking(move || t.sync().map(|()| t.offset()))
+                .await
+                .unwrap_or(0),
+            None => 0,
+        };
+        Ok(Received::Stopped(self.snapshot_reply(
+            Status_::Incomplete,
+            next,
+            "stream ended before the last chunk".into(),
+        )))
+    }
+
+    async fn begin_staging(
+        &self,
+        id: u64,
+        meta: crate::core::SnapshotMeta,
+        offset: u64,
+    ) -> Result<StagedTransfer, BeginError> {
+        let staging = self.staging.clone();
+        tokio::task::spawn_blocking(move || staging.begin(id, &meta, offset))
+            .await
+            .unwrap_or_else(|e| {
+                Err(BeginError::Storage(crate::storage::StorageError::Backend {
+                    backend: "snapshot staging",
+                    message: e.to_string(),
+                }))
+            })
+    }
+
     fn header(&self) -> pb::PeerHeader {
         pb::PeerHeader {
             cluster_id: self.cluster_id,
@@ -203,14 +333,7 @@ impl RaftPeer for PeerService {
         let mut incoming = req.into_inner();
         let (reply_tx, mut reply_rx) = mpsc::channel::<Message>(1024);
         let (out_tx, out_rx) = mpsc::channel::<Result<pb::ReplicateResponse, Status>>(1024);
-        let this = PeerService {
-            me: self.me,
-            cluster_id: self.cluster_id,
-            book: self.book.clone(),
-            inbound: self.inbound.clone(),
-            refused: self.refused.clone(),
-            term: self.term.clone(),
-        };
+        let this = self.clone();
         // Replies from the event loop → the response stream.
         let header = self.header();
         let out = out_tx.clone();
@@ -283,70 +406,46 @@ impl RaftPeer for PeerService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    /// Receives a snapshot into the staging directory, resuming where a cut transfer
+    /// stopped, and answers INSTALLED only once the node installed it durably.
     async fn install_snapshot(
         &self,
         req: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        let mut chunks = req.into_inner();
-        let mut assembly = SnapshotAssembly::default();
-        let refuse = |reason: String| pb::InstallSnapshotResponse {
-            header: Some(self.header()),
-            status: pb::install_snapshot_response::Status::Rejected as i32,
-            next_offset: 0,
-            reason,
+        // At most `INBOUND_SNAPSHOTS_MAX` transfers are received at once.
+        let Ok(_permit) = self.inbound_snapshots.clone().try_acquire_owned() else {
+            return Ok(Response::new(self.snapshot_reply(
+                Status_::Rejected,
+                0,
+                "another snapshot transfer is being received; retry later".into(),
+            )));
         };
-        let mut from_term = None;
-        let mut checked = false;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            let admitted = self.admit(chunk.header.as_ref()).map_err(|(_, s)| s)?;
-            from_term.get_or_insert(admitted);
-            if let Err(reason) = assembly.add(chunk) {
-                let _ = self.malformed(&reason);
-                return Ok(Response::new(refuse(reason)));
-            }
-            // Checked as soon as the meta is in, before assembling up to a GiB of data.
-            if let (Some(meta), Some((from, term)), false) = (&assembly.meta, from_term, checked) {
-                checked = true;
-                let msg = Message {
-                    term,
-                    body: Body::InstallSnapshot { meta: meta.clone() },
-                };
-                if let Err(s) = self.check(from, &msg) {
-                    return Ok(Response::new(refuse(s.message().to_string())));
-                }
-            }
-            if assembly.complete {
-                break;
-            }
-        }
-        let (Some((from, term)), true) = (from_term, assembly.complete) else {
-            return Ok(Response::new(pb::InstallSnapshotResponse {
-                header: Some(self.header()),
-                status: pb::install_snapshot_response::Status::Incomplete as i32,
-                next_offset: assembly.next_offset,
-                reason: "stream ended before the last chunk".into(),
-            }));
+        let received = self.receive_snapshot(req.into_inner()).await?;
+        let (from, term, staged) = match received {
+            Received::Done { from, term, path } => (from, term, path),
+            Received::Stopped(reply) => return Ok(Response::new(reply)),
         };
-        let meta = assembly
-            .meta
-            .take()
-            .expect("a complete assembly has its meta");
+        let (done, answer) = tokio::sync::oneshot::channel();
         self.inbound
             .send(PeerInbound::Snapshot {
                 from,
                 term,
-                meta,
-                data: assembly.data,
+                meta: staged.0,
+                path: staged.1,
+                done,
             })
             .await
             .map_err(|_| Status::unavailable("node shutting down"))?;
-        Ok(Response::new(pb::InstallSnapshotResponse {
-            header: Some(self.header()),
-            status: pb::install_snapshot_response::Status::Installed as i32,
-            next_offset: assembly.next_offset,
-            reason: String::new(),
-        }))
+        let reply = match answer.await {
+            Ok(Ok(())) => self.snapshot_reply(Status_::Installed, 0, String::new()),
+            Ok(Err(reason)) => self.snapshot_reply(Status_::Rejected, 0, reason),
+            Err(_) => self.snapshot_reply(
+                Status_::Rejected,
+                0,
+                "the node stopped before installing the snapshot".into(),
+            ),
+        };
+        Ok(Response::new(reply))
     }
 
     async fn timeout_now(
@@ -371,20 +470,42 @@ impl RaftPeer for PeerService {
     }
 }
 
-/// Chunks of one snapshot, checked as they arrive: contiguous offsets, per-chunk and
-/// whole-image CRC32C, bounded size.
+/// What a snapshot transfer stream ended with.
+enum Received {
+    /// The whole image, verified and durable in the staging directory.
+    Done {
+        from: NodeId,
+        term: u64,
+        path: (crate::core::SnapshotMeta, std::path::PathBuf),
+    },
+    Stopped(pb::InstallSnapshotResponse),
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
+) -> crate::storage::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(crate::storage::StorageError::Backend {
+            backend: "snapshot staging",
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The chunks of one transfer stream, checked as they arrive: the meta in the first,
+/// one snapshot id, contiguous offsets from wherever the stream starts, each chunk's
+/// CRC32C and size. The image's total size and CRC are checked by the staging file.
 #[derive(Default)]
-pub(crate) struct SnapshotAssembly {
+pub(crate) struct ChunkCheck {
     pub meta: Option<crate::core::SnapshotMeta>,
     pub snapshot_id: Option<u64>,
-    pub data: Vec<Bytes>,
-    pub next_offset: u64,
-    pub crc: u32,
+    pub next_offset: Option<u64>,
     pub complete: bool,
 }
 
-impl SnapshotAssembly {
-    pub(crate) fn add(&mut self, c: pb::SnapshotChunk) -> Result<(), String> {
+impl ChunkCheck {
+    pub(crate) fn add(&mut self, c: &pb::SnapshotChunk) -> Result<(), String> {
         if let Some(m) = &c.meta {
             if self.meta.is_some() {
                 return Err("snapshot meta sent twice".into());
@@ -397,10 +518,11 @@ impl SnapshotAssembly {
         if *self.snapshot_id.get_or_insert(c.snapshot_id) != c.snapshot_id {
             return Err("chunks of two snapshots mixed in one stream".into());
         }
-        if c.offset != self.next_offset {
+        let expected = *self.next_offset.get_or_insert(c.offset);
+        if c.offset != expected {
             return Err(format!(
-                "chunk at offset {} where {} was expected",
-                c.offset, self.next_offset
+                "chunk at offset {} where {expected} was expected",
+                c.offset
             ));
         }
         if c.data.len() > d_engine_proto::limits::MAX_SNAPSHOT_CHUNK_BYTES {
@@ -409,18 +531,8 @@ impl SnapshotAssembly {
         if crc32c::crc32c(&c.data) != c.chunk_crc32c {
             return Err(format!("chunk at offset {} fails its checksum", c.offset));
         }
-        self.next_offset += c.data.len() as u64;
-        if self.next_offset > SNAPSHOT_BYTES_MAX {
-            return Err(format!("snapshot larger than {SNAPSHOT_BYTES_MAX} bytes"));
-        }
-        self.crc = crc32c::crc32c_append(self.crc, &c.data);
-        self.data.push(c.data);
-        if c.last {
-            if c.total_bytes != self.next_offset || c.total_crc32c != self.crc {
-                return Err("snapshot total size or checksum mismatch".into());
-            }
-            self.complete = true;
-        }
+        self.next_offset = Some(expected + c.data.len() as u64);
+        self.complete = c.last;
         Ok(())
     }
 }
@@ -429,7 +541,7 @@ impl SnapshotAssembly {
 mod tests {
     use super::*;
     use crate::core::{Membership, SnapshotMeta};
-    use crate::network::peer_link::chunk_snapshot;
+    use crate::network::snapshot_sender::split_chunks;
 
     fn meta() -> SnapshotMeta {
         SnapshotMeta {
@@ -439,37 +551,56 @@ mod tests {
         }
     }
 
-    #[test]
-    fn chunks_reassemble_and_corruption_is_refused() {
-        let image = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+    fn chunks(image: &bytes::Bytes, start: u64) -> Vec<pb::SnapshotChunk> {
         let header = pb::PeerHeader {
             cluster_id: 1,
             from: 1,
             term: 2,
         };
-        let chunks = chunk_snapshot(header, &meta(), vec![image.clone()], 3000);
-        assert_eq!(chunks.len(), 4);
-        let mut a = SnapshotAssembly::default();
-        for c in chunks.clone() {
+        let mut out = Vec::new();
+        let pieces = std::iter::once(Ok(image.clone()));
+        split_chunks(pieces, header, &meta(), 3000, start, &mut |c| {
+            out.push(c);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn chunks_are_checked_and_corruption_or_a_gap_is_refused() {
+        let image = bytes::Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let all = chunks(&image, 0);
+        assert_eq!(all.len(), 4);
+        let mut a = ChunkCheck::default();
+        for c in &all {
             a.add(c).unwrap();
         }
         assert!(a.complete);
         assert_eq!(a.meta, Some(meta()));
-        assert_eq!(a.data.concat(), image.to_vec());
 
-        let mut flipped = chunks.clone();
+        // A resumed stream starts anywhere, with the meta in its first chunk.
+        let mut a = ChunkCheck::default();
+        for c in &chunks(&image, 4500) {
+            a.add(c).unwrap();
+        }
+        assert!(a.complete);
+
+        let mut flipped = all.clone();
         let mut bad = flipped[2].data.to_vec();
         bad[7] ^= 1;
-        flipped[2].data = Bytes::from(bad);
-        let mut a = SnapshotAssembly::default();
-        let err = flipped.into_iter().try_for_each(|c| a.add(c)).unwrap_err();
+        flipped[2].data = bytes::Bytes::from(bad);
+        let mut a = ChunkCheck::default();
+        let err = flipped.iter().try_for_each(|c| a.add(c)).unwrap_err();
         assert!(err.contains("checksum"), "{err}");
 
-        let mut a = SnapshotAssembly::default();
-        let err = [chunks[0].clone(), chunks[2].clone()]
+        let mut a = ChunkCheck::default();
+        let err = [&all[0], &all[2]]
             .into_iter()
             .try_for_each(|c| a.add(c))
             .unwrap_err();
         assert!(err.contains("offset"), "{err}");
+        let mut a = ChunkCheck::default();
+        assert!(a.add(&all[1]).unwrap_err().contains("meta"));
     }
 }

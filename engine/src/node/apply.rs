@@ -12,8 +12,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use super::request::{ReadAnswer, ReadDone, ReadQuery, Reply, RequestError};
+use super::request::{InstallReply, ReadAnswer, ReadDone, ReadQuery, Reply, RequestError};
 use crate::core::{Entry, LogIndex, SnapshotMeta, Term};
+use crate::storage::SNAPSHOT_CHUNK_BYTES;
+use crate::storage::snapshot_staging::read_chunks;
 use crate::storage::{StateMachine, StorageEngine};
 
 pub(crate) enum ApplyJob {
@@ -23,10 +25,12 @@ pub(crate) enum ApplyJob {
         reply: Reply<ReadDone>,
     },
     BuildSnapshot,
-    /// Replace the state with a received snapshot, then compact the log to it.
+    /// Replace the state with a received snapshot staged at `path`, then compact the
+    /// log to it; answer `done` once both are durable.
     Install {
         meta: SnapshotMeta,
-        data: Vec<Bytes>,
+        path: std::path::PathBuf,
+        done: InstallReply,
     },
 }
 
@@ -38,6 +42,8 @@ pub(crate) enum Applied {
     SnapshotBuilt(SnapshotMeta),
     /// Building the snapshot failed; nothing changed.
     SnapshotFailed(crate::storage::StorageError),
+    /// Installing the received snapshot failed; the old state is in place.
+    InstallFailed(SnapshotMeta),
     SnapshotInstalled(SnapshotMeta),
     /// The state machine or storage failed: the node cannot go on safely.
     Fatal(String),
@@ -126,14 +132,23 @@ fn run_job(
                 }
             }
         }
-        ApplyJob::Install { meta, data } => {
-            let mut chunks = data.into_iter().map(Ok);
-            sm.install_snapshot(&meta, &mut chunks)
-                .map_err(|e| format!("install snapshot: {e}"))?;
+        ApplyJob::Install { meta, path, done } => {
+            let installed = read_chunks(&path, SNAPSHOT_CHUNK_BYTES)
+                .and_then(|mut chunks| sm.install_snapshot(&meta, &mut chunks));
+            let _ = std::fs::remove_file(&path);
+            if let Err(e) = installed {
+                // The trait's contract: a failed install leaves the old state whole.
+                warn!(error = %e, index = meta.last_index, "snapshot install failed; the old state is kept");
+                let _ = done.send(Err(format!("install failed: {e}")));
+                let _ = out.send(Applied::InstallFailed(meta));
+                return Ok(());
+            }
+            // A log that cannot be compacted to the new state is a storage failure.
             storage
                 .purge_prefix(meta.clone())
                 .wait()
                 .map_err(|e| format!("compact log to snapshot: {e}"))?;
+            let _ = done.send(Ok(()));
             let _ = out.send(Applied::SnapshotInstalled(meta));
         }
     }

@@ -19,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
 
@@ -76,7 +75,9 @@ pub(crate) struct EventLoop {
     pub waiters: Waiters,
     pub vote_waiters: HashMap<NodeId, oneshot::Sender<Message>>,
     pub stream_replies: HashMap<NodeId, mpsc::Sender<Message>>,
-    pub snapshot_inbox: HashMap<NodeId, Vec<Bytes>>,
+    /// Received snapshots waiting for the core's decision: staged file and the
+    /// sender's answer.
+    pub snapshot_inbox: HashMap<NodeId, (std::path::PathBuf, super::request::InstallReply)>,
     /// The newest snapshot built locally: its membership goes into compaction points.
     pub latest_snapshot: SnapshotMeta,
     pub applied_index: LogIndex,
@@ -264,6 +265,11 @@ impl EventLoop {
                 }
                 self.raft.step(Event::SnapshotFailed);
             }
+            Applied::InstallFailed(meta) => {
+                metrics::counter!(crate::metrics::SNAPSHOT_INSTALL_FAILURES, "node" => self.metrics.node.clone())
+                    .increment(1);
+                self.raft.step(Event::SnapshotInstallFailed { meta });
+            }
             Applied::SnapshotInstalled(meta) => {
                 self.unknown_outcome_upto(meta.last_index);
                 self.metrics.snapshots_installed.increment(1);
@@ -326,15 +332,40 @@ impl EventLoop {
                 from,
                 term,
                 meta,
-                data,
-            } => {
-                self.snapshot_inbox.insert(from, data);
-                let msg = Message {
-                    term,
-                    body: Body::InstallSnapshot { meta },
-                };
-                self.raft.step(Event::Message { from, msg });
-            }
+                path,
+                done,
+            } => self.on_snapshot_received(from, term, meta, path, done),
+        }
+    }
+
+    /// A snapshot staged on disk: the core decides whether to install it. If it does
+    /// not (it has the state already, or installs another), the sender is answered
+    /// now and the staged file goes.
+    fn on_snapshot_received(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        meta: SnapshotMeta,
+        path: std::path::PathBuf,
+        done: super::request::InstallReply,
+    ) {
+        self.snapshot_inbox.insert(from, (path, done));
+        let msg = Message {
+            term,
+            body: Body::InstallSnapshot { meta: meta.clone() },
+        };
+        self.raft.step(Event::Message { from, msg });
+        if self.raft.installing() == Some(&meta) {
+            return; // The InstallSnapshot action takes it from the inbox.
+        }
+        if let Some((path, done)) = self.snapshot_inbox.remove(&from) {
+            let _ = std::fs::remove_file(&path);
+            let answer = if meta.last_index <= self.raft.commit_index() {
+                Ok(()) // Already covered by what this node has.
+            } else {
+                Err("not installed: another snapshot is being installed, or a newer term".into())
+            };
+            let _ = done.send(answer);
         }
     }
 
@@ -688,14 +719,14 @@ impl EventLoop {
                     // (same rule the core applied to decide `keep_suffix`).
                     learn_addresses(&self.book, self.raft.id(), &meta.membership);
                     match self.snapshot_inbox.remove(&from) {
-                        Some(data) => {
+                        Some((path, done)) => {
                             info!(
                                 from,
                                 index = meta.last_index,
                                 term = meta.last_term,
                                 "installing snapshot"
                             );
-                            self.send_apply(ApplyJob::Install { meta, data })
+                            self.send_apply(ApplyJob::Install { meta, path, done })
                         }
                         None => warn!(from, "asked to install a snapshot whose data is gone"),
                     }

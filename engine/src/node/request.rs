@@ -52,6 +52,9 @@ pub(crate) enum RequestError {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
+/// The answer to a received snapshot: installed (new state and log durable), or why not.
+pub(crate) type InstallReply = oneshot::Sender<Result<(), String>>;
+
 /// A client's write, committed and applied: its index and the encoded `KvResult`.
 pub(crate) type WriteDone = (LogIndex, Bytes);
 /// A read, served at `applied` index.
@@ -108,11 +111,13 @@ pub(crate) enum PeerInbound {
         from: NodeId,
         replies: mpsc::Sender<Message>,
     },
-    /// A whole snapshot received (checksums verified) with its data.
+    /// A whole snapshot received (checksums verified), staged durably at `path`.
+    /// `done` is answered once it is installed and durable (or why not).
     Snapshot {
         from: NodeId,
         term: u64,
         meta: SnapshotMeta,
-        data: Vec<Bytes>,
+        path: std::path::PathBuf,
+        done: InstallReply,
     },
 }

@@ -126,6 +126,12 @@ pub(crate) async fn start(parts: Parts, listener: std::net::TcpListener) -> Resu
         inbound: peer_tx,
         refused: Arc::new(RefusedCounters::default()),
         term: view.term.clone(),
+        staging: crate::storage::snapshot_staging::SnapshotStaging::new(
+            config.node.data_dir.join("snapshot-inbox"),
+        ),
+        inbound_snapshots: Arc::new(tokio::sync::Semaphore::new(
+            crate::network::peer_service::INBOUND_SNAPSHOTS_MAX,
+        )),
     };
     // tonic refuses messages over these sizes outright; below them the services check
     // the finer limits and answer with typed errors.

@@ -33,6 +33,7 @@ mod memory;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 pub mod session_table;
+pub mod snapshot_staging;
 mod state_machine;
 
 pub use completion::{Callback, Pending, pending};
