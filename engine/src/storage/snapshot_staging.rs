@@ -69,7 +69,11 @@ impl SnapshotStaging {
     }
 
     /// Begins (at offset 0) or continues (at the durable offset of the staged bytes)
-    /// the transfer of snapshot `id`. Any other staged transfer is discarded.
+    /// the transfer of snapshot `id`; a sender at another offset, or at 0 while bytes
+    /// of this snapshot are staged, is told where to go on (`ResumeFrom`). Any other
+    /// staged transfer is discarded. (The same id and meta mean the same committed
+    /// state; should two senders' images of it differ, the whole-image CRC at the end
+    /// fails and the next transfer starts over.)
     pub fn begin(
         &self,
         id: u64,
@@ -81,6 +85,9 @@ impl SnapshotStaging {
         let durable = self.read_state(id, meta)?;
         let part = self.part_path(id);
         match (offset, durable) {
+            // A sender that starts from the beginning (a new leader, or one restarted)
+            // is told where the staged bytes of this same snapshot end.
+            (0, Some((d, _))) if d > 0 => Err(BeginError::ResumeFrom(d)),
             (0, _) => {
                 let file =
                     File::create(&part).map_err(|e| StorageError::io("creating", &part, e))?;
@@ -303,6 +310,11 @@ mod tests {
         }
         drop(t);
         let durable = STAGING_SYNC_BYTES; // the last sync before `half`
+        // A sender starting over is sent to the staged offset too.
+        assert!(matches!(
+            staging.begin(7, &meta(), 0),
+            Err(BeginError::ResumeFrom(d)) if d == durable
+        ));
         match staging.begin(7, &meta(), half as u64) {
             Err(BeginError::ResumeFrom(o)) => assert_eq!(o, durable),
             other => panic!("expected a resume offset, got {other:?}"),
