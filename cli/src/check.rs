@@ -136,8 +136,13 @@ pub fn run(args: CheckArgs) -> u8 {
         count(Verdict::Unknown) + txn_count(ModelVerdict::Unknown),
     );
     if several {
+        let (yes, no) = if txn_reports.is_empty() {
+            ("linearizable", "not linearizable")
+        } else {
+            ("linearizable or valid", "not linearizable or invalid")
+        };
         println!(
-            "total: {} histories: {good} linearizable or valid, {bad} not linearizable or invalid, {unknown} unknown, {} unreadable",
+            "total: {} histories: {good} {yes}, {bad} {no}, {unknown} unknown, {} unreadable",
             args.histories.len(),
             unreadable.len()
         );

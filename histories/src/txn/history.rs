@@ -17,8 +17,8 @@ pub enum Workload {
 impl Workload {
     pub fn parse(name: &str) -> Option<Workload> {
         match name {
-            "list-append" | "append" => Some(Workload::ListAppend),
-            "rw-register" | "register" => Some(Workload::RwRegister),
+            "list-append" => Some(Workload::ListAppend),
+            "rw-register" => Some(Workload::RwRegister),
             _ => None,
         }
     }
