@@ -53,7 +53,7 @@ pub fn infer(
     };
     walk_orders(h, &mut index, found, edges);
     for t in 0..h.txns.len() {
-        if budget.expired() {
+        if budget.expired() || budget.too_many_edges(edges.len()) {
             return Ok(None);
         }
         if h.txns[t].status == Status::Ok {

@@ -11,6 +11,8 @@ pub struct Budget {
     deadline: Option<Instant>,
     cancel: Option<CancelToken>,
     steps: u32,
+    /// Most edges the memory bound leaves room for.
+    pub edges_max: usize,
     /// Why the check stopped, once it has.
     pub stopped: Option<StopReason>,
 }
@@ -21,6 +23,7 @@ impl Budget {
             deadline,
             cancel,
             steps: 0,
+            edges_max: usize::MAX,
             stopped: None,
         }
     }
@@ -44,6 +47,15 @@ impl Budget {
             self.stopped = Some(StopReason::Cancelled);
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.stopped = Some(StopReason::Deadline);
+        }
+        self.stopped.is_some()
+    }
+
+    /// Whether `edges` edges break the memory bound (and if so, stops).
+    #[inline]
+    pub fn too_many_edges(&mut self, edges: usize) -> bool {
+        if edges > self.edges_max {
+            self.stop(StopReason::MemoryLimit);
         }
         self.stopped.is_some()
     }

@@ -160,11 +160,19 @@ pub fn check(
     let mut budget = Budget::new(options.timeout.map(|t| start + t), options.cancel.clone());
     let mut found = Findings::default();
     let mut edges = EdgeList::default();
-    let data: Option<Box<dyn Explain>> = match workload {
-        Workload::ListAppend => append::infer(h, &mut found, &mut edges, &mut budget)?
-            .map(|i| Box::new(i) as Box<dyn Explain>),
-        Workload::RwRegister => register::infer(h, &mut found, &mut edges, &mut budget)?
-            .map(|i| Box::new(i) as Box<dyn Explain>),
+    let history_bytes = estimated_bytes(h, 0);
+    budget.edges_max =
+        options.memory_limit_bytes.saturating_sub(history_bytes) / EdgeList::BYTES_PER_EDGE;
+    let data: Option<Box<dyn Explain>> = if history_bytes > options.memory_limit_bytes {
+        budget.stop(StopReason::MemoryLimit);
+        None
+    } else {
+        match workload {
+            Workload::ListAppend => append::infer(h, &mut found, &mut edges, &mut budget)?
+                .map(|i| Box::new(i) as Box<dyn Explain>),
+            Workload::RwRegister => register::infer(h, &mut found, &mut edges, &mut budget)?
+                .map(|i| Box::new(i) as Box<dyn Explain>),
+        }
     };
     let mut edge_count = edges.len();
     if let Some(data) = data {
