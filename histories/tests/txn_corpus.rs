@@ -120,6 +120,23 @@ fn internal_inconsistency_rules_out_everything() {
 }
 
 #[test]
+fn reads_no_order_can_explain_rule_out_everything() {
+    expect(
+        "incompatible-order.edn",
+        Workload::ListAppend,
+        Some(IncompatibleOrder),
+        &[],
+    );
+    expect("garbage.edn", Workload::ListAppend, Some(GarbageRead), &[]);
+    expect(
+        "duplicate.edn",
+        Workload::ListAppend,
+        Some(DuplicateElements),
+        &[],
+    );
+}
+
+#[test]
 fn a_serial_history_is_strict_serializable() {
     expect("valid.edn", Workload::ListAppend, None, &Consistency::ALL);
 }
