@@ -173,6 +173,10 @@ pub struct SnapshotConfig {
     /// Also take a snapshot once the entries applied since the last one hold this many
     /// bytes (0 = no byte trigger), so the in-memory log is bounded by bytes too.
     pub log_bytes_since_last: u64,
+    /// Also take a snapshot once this many seconds passed since the last one, if
+    /// anything was applied since (0 = no time trigger). Ignored when
+    /// `entries_since_last` is 0 (snapshots only on demand).
+    pub interval_secs: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -182,6 +186,7 @@ impl Default for SnapshotConfig {
             trailing_entries: 10_000,
             chunk_bytes: 1024 * 1024,
             log_bytes_since_last: 256 * 1024 * 1024,
+            interval_secs: 0,
         }
     }
 }

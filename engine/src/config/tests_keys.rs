@@ -173,6 +173,11 @@ const READERS: &[(&str, &Source, &str)] = &[
         &BOOTSTRAP,
         "c.snapshot.log_bytes_since_last",
     ),
+    (
+        "snapshot.interval_secs",
+        &BOOTSTRAP,
+        "c.snapshot.interval_secs",
+    ),
     ("storage.backend", &BOOTSTRAP, "c.storage.backend"),
     (
         "storage.segment_bytes",

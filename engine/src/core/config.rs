@@ -86,6 +86,9 @@ pub struct RaftConfig {
     /// many bytes (0: no byte trigger), so the in-memory log is bounded by bytes and
     /// not only by `snapshot_policy`'s entry count.
     pub snapshot_log_bytes: u64,
+    /// Also build a snapshot once this many ticks passed since the last one (and
+    /// something was applied since); 0: no time trigger.
+    pub snapshot_interval_ticks: u64,
     #[doc(hidden)]
     pub bugs: Bugs,
 }
@@ -118,6 +121,7 @@ impl Default for RaftConfig {
             max_apply_entries: 8_192,
             max_apply_bytes: 64 << 20,
             snapshot_log_bytes: 256 << 20,
+            snapshot_interval_ticks: 0,
             bugs: Bugs::default(),
         }
     }

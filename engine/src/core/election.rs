@@ -33,6 +33,9 @@ impl Raft {
 
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
+        if self.cfg.snapshot_interval_ticks > 0 {
+            self.maybe_take_snapshot(false);
+        }
         if self.restart_blackout && self.ticks >= self.cfg.election_timeout_ticks_min {
             self.restart_blackout = false;
         }

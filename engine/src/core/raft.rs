@@ -80,6 +80,8 @@ pub struct Raft {
     pub(crate) snapshot_building: bool,
     /// After a failed build, the policy waits until this tick before asking again.
     pub(crate) snapshot_retry_tick: u64,
+    /// When the last snapshot was built (for `snapshot_interval_ticks`).
+    pub(crate) snapshot_tick: u64,
     /// A snapshot handed to the runtime for installation, and who sent it.
     pub(crate) installing: Option<(NodeId, SnapshotMeta)>,
     /// The node's clock: ticks since construction.
@@ -123,6 +125,7 @@ impl Raft {
             snapshot: restored.snapshot,
             snapshot_building: false,
             snapshot_retry_tick: 0,
+            snapshot_tick: 0,
             installing: None,
             ticks: 0,
             election_elapsed: 0,

@@ -23,6 +23,7 @@ impl Raft {
         if self.snapshot_building || applied <= self.snapshot.last_index {
             return;
         }
+        let interval = self.cfg.snapshot_interval_ticks;
         let due = match self.cfg.snapshot_policy {
             SnapshotPolicy::Never => false,
             SnapshotPolicy::EveryEntries(n) => {
@@ -30,6 +31,7 @@ impl Raft {
                     || (self.cfg.snapshot_log_bytes > 0
                         && self.log.bytes_between(self.snapshot.last_index, applied)
                             >= self.cfg.snapshot_log_bytes)
+                    || (interval > 0 && self.ticks >= self.snapshot_tick + interval)
             }
         };
         let backing_off = self.ticks < self.snapshot_retry_tick;
@@ -47,6 +49,7 @@ impl Raft {
 
     pub(crate) fn on_snapshot_built(&mut self, last_index: LogIndex) {
         self.snapshot_building = false;
+        self.snapshot_tick = self.ticks;
         if last_index <= self.snapshot.last_index || last_index > self.log.applied {
             return;
         }

@@ -168,3 +168,36 @@ fn a_failed_snapshot_build_is_retried_after_a_pause_not_at_every_apply() {
     r.take_actions();
     assert!(took(&commit_one(&mut r, 3)), "asked again after the pause");
 }
+
+#[test]
+fn a_snapshot_is_taken_once_the_interval_passed_and_something_was_applied() {
+    let mut r = leader1();
+    r.cfg.snapshot_policy = SnapshotPolicy::EveryEntries(1_000_000);
+    // Short, so the leader (whose followers never answer here) still leads.
+    r.cfg.snapshot_interval_ticks = 3;
+    let took = |a: &Vec<Action>| a.iter().any(|a| matches!(a, Action::TakeSnapshot { .. }));
+    let mut ticked = |r: &mut Raft, n| {
+        (0..n).any(|_| {
+            r.step(Event::Tick);
+            took(&r.take_actions())
+        })
+    };
+    assert!(
+        !ticked(&mut r, 5),
+        "nothing applied since the last: no snapshot"
+    );
+    r.step(Event::Propose(vec![proposal(1, 10)]));
+    let last = r.log.last_index();
+    r.step(Event::Persisted {
+        index: last,
+        term: 1,
+    });
+    ack(&mut r, 2, last);
+    r.take_actions(); // hands the committed entries to the state machine
+    r.step(Event::Applied { index: last });
+    let applied_now = took(&r.take_actions());
+    assert!(
+        applied_now || ticked(&mut r, 1),
+        "the interval has passed: a snapshot"
+    );
+}

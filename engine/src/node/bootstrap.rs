@@ -58,6 +58,10 @@ pub fn core_config(c: &Config) -> core::RaftConfig {
         max_apply_entries: c.raft.apply_entries_max,
         max_apply_bytes: c.raft.apply_bytes_max,
         snapshot_log_bytes: c.snapshot.log_bytes_since_last,
+        snapshot_interval_ticks: match c.snapshot.interval_secs {
+            0 => 0,
+            secs => ticks(secs.saturating_mul(1000)),
+        },
         ..core::RaftConfig::default()
     }
 }
