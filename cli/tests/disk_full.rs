@@ -10,80 +10,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use d_engine::client::{Client, ClientConfig, ReadConsistency};
 use d_engine::proto::v1::{ErrorCode, PutRequest, RequestHeader, kv_client::KvClient};
-use support::{ProcCluster, output_within, runtime};
+use support::{ProcCluster, Tmpfs, require_root, runtime};
 
 /// Values of 64 KiB: the 4 MiB segments of the test cluster fill in about 64 writes.
 const VALUE_BYTES: usize = 64 * 1024;
-
-/// Under CI (or `DENGINE_REQUIRE_ALL=1`) a missing prerequisite fails the test with
-/// the reason; elsewhere the test says SKIP and returns.
-fn require_root(test: &str) -> bool {
-    let out = output_within(Command::new("id").arg("-u"), Duration::from_secs(5));
-    if String::from_utf8_lossy(&out.stdout).trim() == "0" {
-        return true;
-    }
-    let on = |v: &str| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    if on("CI") || on("DENGINE_REQUIRE_ALL") {
-        panic!("prerequisite missing: root (to mount a tmpfs) for {test}");
-    }
-    eprintln!("SKIP {test}: prerequisite missing: root (to mount a tmpfs)");
-    false
-}
-
-/// A tmpfs of `mib` MiB mounted at `dir`, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: u64) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = output_within(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-                .arg(dir),
-            Duration::from_secs(10),
-        );
-        assert!(
-            out.status.success(),
-            "mount a tmpfs at {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-
-    /// Fills what is left with a file; returns its path (delete it to free the space).
-    fn fill(&self) -> PathBuf {
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0xA5u8; 64 * 1024];
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-                Err(e) => panic!("filling {}: {e}", path.display()),
-            }
-        }
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = output_within(
-            Command::new("umount").arg("-l").arg(&self.0),
-            Duration::from_secs(10),
-        );
-    }
-}
 
 fn client_of(endpoints: Vec<String>, deadline: Duration) -> Client {
     Client::connect(

@@ -176,7 +176,7 @@ fn a_snapshot_is_taken_once_the_interval_passed_and_something_was_applied() {
     // Short, so the leader (whose followers never answer here) still leads.
     r.cfg.snapshot_interval_ticks = 3;
     let took = |a: &Vec<Action>| a.iter().any(|a| matches!(a, Action::TakeSnapshot { .. }));
-    let mut ticked = |r: &mut Raft, n| {
+    let ticked = |r: &mut Raft, n| {
         (0..n).any(|_| {
             r.step(Event::Tick);
             took(&r.take_actions())

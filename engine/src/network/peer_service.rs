@@ -123,6 +123,7 @@ impl PeerService {
                             )));
                         }
                         Err(BeginError::Storage(e)) => {
+                            warn!(from, error = %e, "cannot stage the snapshot being received");
                             return Ok(refuse(format!("cannot stage the snapshot: {e}")));
                         }
                     }
@@ -133,7 +134,10 @@ impl PeerService {
             let wrote = blocking(move || t.write(&data).map(|()| t)).await;
             let t = match wrote {
                 Ok(t) => t,
-                Err(e) => return Ok(refuse(format!("cannot stage the snapshot: {e}"))),
+                Err(e) => {
+                    warn!(from, error = %e, "cannot stage the snapshot being received");
+                    return Ok(refuse(format!("cannot stage the snapshot: {e}")));
+                }
             };
             if last {
                 let meta = t.meta().clone();
