@@ -15,9 +15,13 @@ use crate::txn::graph::{ALL, DATA, EdgeKind, Graph, Kinds, PROCESS, REALTIME, RW
 use crate::txn::history::TxnHistory;
 use crate::txn::scc::components;
 
-/// First edges tried per class and component: each try is one
-/// breadth-first search of the component.
-const TRIES_MAX: usize = 16;
+/// First edges tried per class and component, spread over the component.
+const TRIES_MAX: usize = 32;
+/// States one class search may visit: anomalies are short cycles, and a
+/// fruitless search in a component of a million transactions must not cost
+/// a pass over all of it. The one search that guarantees a cycle per
+/// component is not bounded.
+const STATES_MAX: usize = 4096;
 
 /// What a search looks for: a cycle that starts with a `first` edge,
 /// continues over `allowed` edges, uses a `need` edge somewhere (if set),
@@ -84,6 +88,8 @@ pub fn find_cycles(
                 graph,
                 of: &comps.of,
                 comp: c as u32,
+                states_max: STATES_MAX,
+                tries_max: TRIES_MAX,
             };
             let mut cycles = search.per_class(members, &specs(extra, need), budget);
             if cycles.is_empty() && !any {
@@ -93,7 +99,14 @@ pub fn find_cycles(
                     need: 0,
                     extra_rw: false,
                 };
-                cycles.extend(search.shortest(members, generic, budget));
+                // Inside a component every edge closes a cycle, so the
+                // first try succeeds.
+                let unbounded = Search {
+                    states_max: usize::MAX,
+                    tries_max: 1,
+                    ..search
+                };
+                cycles.extend(unbounded.shortest(members, generic, budget));
             }
             for cycle in cycles {
                 any = true;
@@ -108,10 +121,13 @@ pub fn find_cycles(
 }
 
 /// Breadth-first searches inside one component.
+#[derive(Clone, Copy)]
 struct Search<'g> {
     graph: &'g Graph,
     of: &'g [u32],
     comp: u32,
+    states_max: usize,
+    tries_max: usize,
 }
 
 impl Search<'_> {
@@ -132,11 +148,12 @@ impl Search<'_> {
         out.into_iter().map(|(_, c)| c).collect()
     }
 
-    /// The shortest cycle matching `spec` over up to `TRIES_MAX` first edges.
+    /// The shortest cycle matching `spec` over up to `tries_max` first edges.
     fn shortest(&self, members: &[u32], spec: Spec, budget: &mut Budget) -> Option<Cycle> {
         let mut best: Option<Cycle> = None;
         let mut tries = 0;
-        for &a in members {
+        let step = (members.len() / self.tries_max).max(1);
+        for &a in members.iter().step_by(step) {
             for (b, k) in self.graph.out(a) {
                 if k & spec.first == 0 || self.of[b as usize] != self.comp {
                     continue;
@@ -150,7 +167,7 @@ impl Search<'_> {
                     }
                 }
                 tries += 1;
-                if tries == TRIES_MAX || budget.stopped.is_some() {
+                if tries == self.tries_max || budget.stopped.is_some() {
                     return best;
                 }
             }
@@ -186,11 +203,11 @@ impl Search<'_> {
                 reached = Some((u, flags));
                 break;
             }
-            if u == to || budget.expired() {
-                if budget.stopped.is_some() {
-                    return None;
-                }
+            if u == to {
                 continue;
+            }
+            if budget.expired() || parent.len() > self.states_max {
+                return None;
             }
             for (v, k) in self.graph.out(u) {
                 let k = k & spec.allowed;
