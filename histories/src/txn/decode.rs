@@ -45,7 +45,9 @@ pub fn decode(
             _ => (&op.input, op.call_line),
         };
         mops.clear();
-        let reads_known = op.status == Status::Ok;
+        // An ok completion without a value says nothing of what its reads
+        // returned: they are unknown, never "nil".
+        let reads_known = op.status == Status::Ok && !op.output.is_nil();
         let ctx = Ctx {
             workload,
             reads_known,
@@ -170,4 +172,47 @@ fn micro_op(
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{format::read_jsonl, pair};
+
+    #[test]
+    fn an_ok_without_a_value_has_unknown_reads() {
+        let text =
+            br#"{"process":0,"type":"invoke","f":"txn","value":[["r","x",null],["append","x",1]]}
+{"process":0,"type":"ok","f":"txn"}
+{"process":1,"type":"invoke","f":"txn","value":[["append",3,1]]}
+{"process":1,"type":"fail","f":"txn","value":[["append",3,1]]}"#;
+        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+        let (w, h) = decode(&ops, None).unwrap();
+        assert_eq!(w, Workload::ListAppend);
+        assert_eq!(
+            h.mops(0)[0],
+            Mop::Read {
+                key: 0,
+                seen: Seen::Unknown
+            }
+        );
+        assert_eq!(h.keys, vec!["x".to_string(), "3".to_string()]);
+        assert_eq!(h.txns[1].status, Status::Fail);
+    }
+
+    #[test]
+    fn bad_micro_ops_name_the_line() {
+        let text = br#"{"process":0,"type":"invoke","f":"txn","value":[["append","x","a"]]}"#;
+        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+        let err = decode(&ops, None).unwrap_err();
+        assert_eq!(err.line, 1);
+        assert!(err.message.contains("integers"), "{}", err.message);
+        let text = br#"{"process":0,"type":"invoke","f":"read"}"#;
+        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+        assert!(decode(&ops, None).unwrap_err().message.contains(":f :txn"));
+        let text = br#"{"process":0,"type":"invoke","f":"txn","value":[["w","x",1]]}"#;
+        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
+        let err = decode(&ops, Some(Workload::ListAppend)).unwrap_err();
+        assert!(err.message.contains("list-append"), "{}", err.message);
+    }
 }
