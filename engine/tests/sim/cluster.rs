@@ -109,6 +109,11 @@ pub struct Cluster {
     pub stop_on_violation: bool,
     /// Deliver `Applied` / `SnapshotBuilt` on a later tick, as an asynchronous runtime.
     pub async_notify: bool,
+    /// One snapshot install in this many fails (a corrupt image, a full disk): the
+    /// old state stays and the core is told. 0: never. Drawn from a generator of its
+    /// own, so it changes no other random choice of a seed.
+    pub install_fail_one_in: u64,
+    install_rng: Rng,
 }
 
 impl Cluster {
@@ -118,6 +123,8 @@ impl Cluster {
             cfg,
             seed,
             rng: Rng::new(seed),
+            install_fail_one_in: 4,
+            install_rng: Rng::new(seed ^ 0xFA11_0000_0000),
             now: 0,
             nodes: BTreeMap::new(),
             net: Network::default(),
@@ -311,6 +318,14 @@ impl Cluster {
     ) {
         // Earlier writes are synced first, as a real installation would order them.
         self.sync(id, usize::MAX, queue);
+        if self.install_fail_one_in > 0 && self.install_rng.chance(1, self.install_fail_one_in) {
+            self.note(format!(
+                "  {id}: snapshot install {} failed",
+                meta.last_index
+            ));
+            queue.push_back(Event::SnapshotInstallFailed { meta });
+            return;
+        }
         let data = self
             .snaps
             .get(&(meta.last_index, meta.last_term))
