@@ -126,9 +126,7 @@ pub(crate) async fn start(parts: Parts, listener: std::net::TcpListener) -> Resu
         inbound: peer_tx,
         refused: Arc::new(RefusedCounters::default()),
         term: view.term.clone(),
-        staging: crate::storage::snapshot_staging::SnapshotStaging::new(
-            config.node.data_dir.join("snapshot-inbox"),
-        ),
+        staging: crate::storage::snapshot_staging::SnapshotStaging::new(staging_dir(&config, me)),
         inbound_snapshots: Arc::new(tokio::sync::Semaphore::new(
             crate::network::peer_service::INBOUND_SNAPSHOTS_MAX,
         )),
@@ -215,4 +213,17 @@ fn request_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
         method = %req.uri().path(),
         consistency = tracing::field::Empty
     )
+}
+
+/// Where received snapshots are staged: `<data_dir>/snapshot-inbox`. A node on the
+/// memory backend keeps nothing durable and may share the default data dir with other
+/// in-process nodes, so it stages in a temporary directory of its own instead.
+fn staging_dir(config: &crate::config::Config, me: u64) -> std::path::PathBuf {
+    match config.storage.backend {
+        crate::config::StorageBackend::Memory => std::env::temp_dir().join(format!(
+            "dengine-snapshot-inbox-{}-{me}",
+            std::process::id()
+        )),
+        _ => config.node.data_dir.join("snapshot-inbox"),
+    }
 }
