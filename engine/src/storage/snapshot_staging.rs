@@ -12,14 +12,13 @@
 //! handed to the state machine to install; the file is deleted once installed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use bytes::Bytes;
 
 use super::codec::{self, Reader, Writer};
 use super::error::{Result, StorageError};
 use super::file::io;
+use super::state_machine::{SnapshotChunks, file_chunks};
 use crate::core::types::SnapshotMeta;
 
 /// Bytes received between two syncs of the staging file (and updates of its state).
@@ -244,35 +243,9 @@ impl StagedTransfer {
 
 /// Reads a staged image back as chunks of `chunk` bytes (for the state machine's
 /// install), one chunk in memory at a time.
-pub fn read_chunks(path: &Path, chunk: usize) -> Result<impl Iterator<Item = Result<Bytes>>> {
-    let mut file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
-    let path = path.to_path_buf();
-    let mut done = false;
-    Ok(std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let mut buf = vec![0u8; chunk.max(1)];
-        let mut n = 0;
-        while n < buf.len() {
-            match file.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => {
-                    done = true;
-                    return Some(Err(StorageError::io("reading", &path, e)));
-                }
-            }
-        }
-        if n < buf.len() {
-            done = true;
-        }
-        if n == 0 {
-            return None;
-        }
-        buf.truncate(n);
-        Some(Ok(Bytes::from(buf)))
-    }))
+pub fn read_chunks(path: &Path, chunk: usize) -> Result<SnapshotChunks> {
+    let file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
+    Ok(file_chunks(file, path.to_path_buf(), chunk))
 }
 
 #[cfg(test)]

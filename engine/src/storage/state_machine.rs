@@ -105,6 +105,42 @@ pub(crate) fn chunks_of(image: Bytes, chunk: usize) -> SnapshotChunks {
     Box::new((0..n).map(move |i| Ok(image.slice(i * chunk..((i + 1) * chunk).min(image.len())))))
 }
 
+/// Reads an open image file as chunks of `chunk` bytes, one chunk in memory at a time.
+pub(crate) fn file_chunks(
+    mut file: std::fs::File,
+    path: std::path::PathBuf,
+    chunk: usize,
+) -> SnapshotChunks {
+    use std::io::Read;
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = vec![0u8; chunk.max(1)];
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    done = true;
+                    return Some(Err(super::StorageError::io("reading", &path, e)));
+                }
+            }
+        }
+        if n < buf.len() {
+            done = true;
+        }
+        if n == 0 {
+            return None;
+        }
+        buf.truncate(n);
+        Some(Ok(Bytes::from(buf)))
+    }))
+}
+
 /// Concatenates a chunk stream, refusing images larger than `max_bytes`.
 pub(crate) fn collect_chunks(
     chunks: &mut dyn Iterator<Item = Result<Bytes>>,

@@ -1,7 +1,6 @@
 //! [`FileStateMachine`]: the KV state in memory, made durable by snapshot files.
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,7 +14,7 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::kv::{KvState, LockedKv, image_checksum};
 use crate::storage::memory::decode_checked;
 use crate::storage::state_machine::{
-    SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotChunks, StateMachine, collect_chunks,
+    SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, collect_chunks, file_chunks,
 };
 
 /// Snapshot files kept on disk (the newest and one fallback).
@@ -118,7 +117,7 @@ impl FileStateMachine {
             meta: d.meta.clone(),
             size_bytes: d.size,
             checksum: d.checksum,
-            chunks: file_chunks(file, d.path.clone()),
+            chunks: file_chunks(file, d.path.clone(), SNAPSHOT_CHUNK_BYTES),
         })
     }
 
@@ -167,36 +166,6 @@ fn load(path: &Path) -> Result<(KvState, DurableSnapshot)> {
         checksum: image_checksum(&image).unwrap_or(0),
     };
     Ok((state, d))
-}
-
-fn file_chunks(mut file: File, path: PathBuf) -> SnapshotChunks {
-    let mut done = false;
-    Box::new(std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-        let mut n = 0;
-        while n < buf.len() {
-            match file.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    done = true;
-                    return Some(Err(StorageError::io("reading", &path, e)));
-                }
-            }
-        }
-        if n < buf.len() {
-            done = true;
-        }
-        if n == 0 {
-            return None;
-        }
-        buf.truncate(n);
-        Some(Ok(Bytes::from(buf)))
-    }))
 }
 
 impl StateMachine for FileStateMachine {
