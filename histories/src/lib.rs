@@ -16,6 +16,8 @@
 //! * [`txn`]: the transactional checker (Elle's list-append and rw-register):
 //!   version orders from reads, a dependency graph, cycles classified as
 //!   G0 … G2-item, and a verdict per consistency model.
+//! * [`watch`]: the watch validator (`watch.jsonl`): ordered, unique, atomic,
+//!   reliable, resumable, bookmarkable and prev_kv, each violation explained.
 //!
 //! `dengine check` is the command line front end. Speed against Porcupine's
 //! figures: `cargo bench -p d-engine-histories --bench checker`.
@@ -51,6 +53,7 @@ pub mod report;
 pub mod synth;
 pub mod txn;
 pub mod value;
+pub mod watch;
 
 pub use checker::{
     CancelToken, CheckOptions, CheckResult, PartitionResult, StopReason, Verdict, check,
