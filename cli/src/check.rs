@@ -1,7 +1,8 @@
 //! `dengine check`: read histories, check them for linearizability (or, with
 //! `--model list-append|rw-register`, for transactional anomalies against
-//! `--consistency`), print a verdict per file and a total, optionally write a
-//! JSON report and HTML pages.
+//! `--consistency`; or, with `--model watch`, a `watch.jsonl` against the
+//! guarantees of watch streams), print a verdict per file and a total,
+//! optionally write a JSON report and HTML pages.
 //!
 //! Exit codes: 0 all linearizable (valid), 1 some history not linearizable
 //! (invalid), 65 some
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use d_engine_histories::txn::{self, Consistency, ModelVerdict, TxnOptions, TxnReport, Workload};
+use d_engine_histories::watch::{self, WatchOptions, WatchReport};
 use d_engine_histories::{
     CheckOptions, CheckResult, Format, History, KvModel, ModelKind, NemesisEvent, Operation,
     RegisterModel, Report, Verdict, check, html, import, pair, read_nemesis_jsonl, report,
@@ -32,9 +34,10 @@ const EXIT_UNREADABLE: u8 = 65;
 )]
 pub struct CheckArgs {
     /// Sequential model: register, cas-register or kv; or a transactional
-    /// workload: list-append or rw-register (default: guessed from the
-    /// operation names; `:f :txn` ops are transactions).
-    #[arg(long, value_parser = ["register", "cas-register", "kv", "list-append", "rw-register"])]
+    /// workload: list-append or rw-register; or watch, for a watch.jsonl of
+    /// watch streams (default: guessed from the operation names, `:f :txn`
+    /// ops are transactions; a file named watch.jsonl is a watch history).
+    #[arg(long, value_parser = ["register", "cas-register", "kv", "list-append", "rw-register", "watch"])]
     model: Option<String>,
     /// For transactional workloads: the consistency model to check.
     #[arg(long, default_value = "strict-serializable", value_parser = [
@@ -96,6 +99,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 enum Outcome {
     Checked(Box<Report>),
     Transactions(Box<TxnReport>),
+    Watch(Box<WatchReport>),
     Unreadable(String),
 }
 
@@ -109,6 +113,7 @@ pub fn run(args: CheckArgs) -> u8 {
     let several = args.histories.len() > 1;
     let mut reports = Vec::new();
     let mut txn_reports: Vec<TxnReport> = Vec::new();
+    let mut watch_reports: Vec<WatchReport> = Vec::new();
     let mut unreadable = Vec::new();
     for path in &args.histories {
         let name = path.display().to_string();
@@ -122,6 +127,7 @@ pub fn run(args: CheckArgs) -> u8 {
         match check_file(path, &args, &options, html_path.as_deref()) {
             Outcome::Checked(report) => reports.push(*report),
             Outcome::Transactions(report) => txn_reports.push(*report),
+            Outcome::Watch(report) => watch_reports.push(*report),
             Outcome::Unreadable(message) => {
                 eprintln!("error: {name}: {message}");
                 unreadable.push((name, message));
@@ -129,14 +135,17 @@ pub fn run(args: CheckArgs) -> u8 {
         }
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
-    let txn_count = |v: ModelVerdict| txn_reports.iter().filter(|r| r.verdict == v).count();
+    let txn_count = |v: ModelVerdict| {
+        txn_reports.iter().filter(|r| r.verdict == v).count()
+            + watch_reports.iter().filter(|r| r.verdict == v).count()
+    };
     let (good, bad, unknown) = (
         count(Verdict::Linearizable) + txn_count(ModelVerdict::Valid),
         count(Verdict::Illegal) + txn_count(ModelVerdict::Invalid),
         count(Verdict::Unknown) + txn_count(ModelVerdict::Unknown),
     );
     if several {
-        let (yes, no) = if txn_reports.is_empty() {
+        let (yes, no) = if txn_reports.is_empty() && watch_reports.is_empty() {
             ("linearizable", "not linearizable")
         } else {
             ("linearizable or valid", "not linearizable or invalid")
@@ -150,7 +159,7 @@ pub fn run(args: CheckArgs) -> u8 {
     if let Some(json) = &args.json
         && let Err(e) = std::fs::write(
             json,
-            report::reports_json_with_txns(&reports, &txn_reports, &unreadable),
+            report::reports_json_all(&reports, &txn_reports, &watch_reports, &unreadable),
         )
     {
         eprintln!("error: writing {}: {e}", json.display());
@@ -189,6 +198,10 @@ fn check_file(
         Ok(b) => b,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
+    let named_watch = path.file_name().is_some_and(|n| n == "watch.jsonl");
+    if args.model.as_deref() == Some("watch") || (args.model.is_none() && named_watch) {
+        return check_watch(&name, &bytes, args);
+    }
     let format = match args.format.as_str() {
         "auto" => match Format::detect(&name, &bytes) {
             Some(f) => f,
@@ -288,6 +301,27 @@ fn check_transactions(
         }
     }
     Outcome::Transactions(Box::new(TxnReport::new(name, &result, consistency)))
+}
+
+/// The watch check of one `watch.jsonl`.
+fn check_watch(name: &str, bytes: &[u8], args: &CheckArgs) -> Outcome {
+    let options = WatchOptions {
+        timeout: args.timeout,
+        ..WatchOptions::default()
+    };
+    let report = match watch::check_bytes(name, bytes, &options) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    if report.writes == 0 && report.watchers == 0 {
+        // An empty history is almost always a broken pipeline, not a pass.
+        return Outcome::Unreadable("no watch records in the file".into());
+    }
+    println!("{}", report.verdict_line());
+    for v in report.violations.iter().take(3) {
+        println!("  {}: {}", v.guarantee.as_str(), v.message);
+    }
+    Outcome::Watch(Box::new(report))
 }
 
 /// Fault events from a `nemesis.jsonl` next to the history, if there is

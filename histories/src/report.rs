@@ -6,6 +6,7 @@ use crate::checker::{CheckResult, PartitionResult, StopReason, Verdict};
 use crate::history::{Operation, Status};
 use crate::txn::TxnReport;
 use crate::value::Value;
+use crate::watch::WatchReport;
 
 /// An operation as shown in reports.
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +199,17 @@ pub fn reports_json_with_txns(
     txns: &[TxnReport],
     unreadable: &[(String, String)],
 ) -> String {
+    reports_json_all(reports, txns, &[], unreadable)
+}
+
+/// The JSON document of linearizability, transactional and watch checks
+/// (`watch` left out when there are none).
+pub fn reports_json_all(
+    reports: &[Report],
+    txns: &[TxnReport],
+    watches: &[WatchReport],
+    unreadable: &[(String, String)],
+) -> String {
     #[derive(Serialize)]
     struct Unreadable<'a> {
         file: &'a str,
@@ -208,6 +220,8 @@ pub fn reports_json_with_txns(
         histories: &'a [Report],
         #[serde(skip_serializing_if = "<[TxnReport]>::is_empty")]
         transactions: &'a [TxnReport],
+        #[serde(skip_serializing_if = "<[WatchReport]>::is_empty")]
+        watch: &'a [WatchReport],
         unreadable: Vec<Unreadable<'a>>,
         linearizable: usize,
         not_linearizable: usize,
@@ -217,6 +231,7 @@ pub fn reports_json_with_txns(
     let doc = Doc {
         histories: reports,
         transactions: txns,
+        watch: watches,
         unreadable: unreadable
             .iter()
             .map(|(file, error)| Unreadable { file, error })
