@@ -72,18 +72,31 @@ pub struct OpError {
 }
 
 impl OpError {
-    fn definite(message: impl Into<String>) -> Self {
+    pub fn definite(message: impl Into<String>) -> Self {
         OpError {
             definite: true,
             message: message.into(),
         }
     }
-    fn unknown(message: impl Into<String>) -> Self {
+    pub fn unknown(message: impl Into<String>) -> Self {
         OpError {
             definite: false,
             message: message.into(),
         }
     }
+}
+
+/// The end of etcd's range of keys starting with `prefix`: the prefix with
+/// its last byte below 0xff incremented (empty = no upper bound).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
 }
 
 fn channel(endpoint: &str) -> anyhow::Result<Channel> {
@@ -448,6 +461,62 @@ impl KvClient {
         .await
     }
 
+    /// One etcd `Txn` (compares, then success or failure ops), as sent.
+    /// d-engine has no multi-key transactions yet: a definite error.
+    pub async fn etcd_txn(
+        &self,
+        req: etcd::TxnRequest,
+        timeout: Duration,
+    ) -> Result<etcd::TxnResponse, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => Ok(etcd::kv_client::KvClient::new(ch.clone())
+                    .txn(req)
+                    .await
+                    .map_err(|s| classify(&s))?
+                    .into_inner()),
+                KvClient::Dengine(_) => Err(OpError::definite(
+                    "d-engine has no multi-key transactions yet",
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Every key with `prefix` and its value, in key order, read at one
+    /// revision (etcd: one `Range`; d-engine: a prefix scan).
+    pub async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        consistency: Consistency,
+        timeout: Duration,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OpError> {
+        timed(timeout, async {
+            match self {
+                KvClient::Etcd(ch) => {
+                    let req = etcd::RangeRequest {
+                        key: Bytes::copy_from_slice(prefix),
+                        range_end: Bytes::from(prefix_end(prefix)),
+                        serializable: consistency == Consistency::Serializable,
+                        ..Default::default()
+                    };
+                    let resp = etcd::kv_client::KvClient::new(ch.clone())
+                        .range(req)
+                        .await
+                        .map_err(|s| classify(&s))?
+                        .into_inner();
+                    Ok(resp
+                        .kvs
+                        .into_iter()
+                        .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
+                        .collect())
+                }
+                KvClient::Dengine(c) => c.scan_prefix(prefix, consistency).await,
+            }
+        })
+        .await
+    }
+
     /// Asks this node (the leader) to hand leadership to node `target_id`.
     /// d-engine only.
     pub async fn transfer_leader(&self, target_id: u64, timeout: Duration) -> Result<(), OpError> {
@@ -657,6 +726,62 @@ impl DengineClient {
             }
         }
         Err(OpError::definite("NOT_LEADER: too many redirects"))
+    }
+
+    /// Every key with `prefix`, page after page (`more`, `next_key`). The
+    /// pages are separate reads: a set workload only ever adds keys, so
+    /// their union is still a valid read of the set (each element seen was
+    /// present, and each page misses nothing acknowledged before it began).
+    async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        consistency: Consistency,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OpError> {
+        let level = match consistency {
+            Consistency::Linearizable => de::ReadConsistency::Linearizable,
+            Consistency::Serializable => de::ReadConsistency::Serializable,
+        };
+        let mut out = Vec::new();
+        let mut leader = None;
+        let mut start = Vec::new();
+        let mut redirects = 0;
+        loop {
+            let mut kv = de::kv_client::KvClient::new(self.target(leader)?);
+            let req = de::ScanRequest {
+                header: None,
+                start: Bytes::from(start.clone()),
+                end: if start.is_empty() {
+                    Bytes::new()
+                } else {
+                    Bytes::from(prefix_end(prefix))
+                },
+                prefix: if start.is_empty() {
+                    Bytes::copy_from_slice(prefix)
+                } else {
+                    Bytes::new()
+                },
+                limit: 0,
+                consistency: level as i32,
+            };
+            let resp = kv.scan(req).await.map_err(|s| classify(&s))?.into_inner();
+            if let Some(l) = reply_error(resp.error)? {
+                redirects += 1;
+                if redirects > REDIRECTS_MAX {
+                    return Err(OpError::definite("NOT_LEADER: too many redirects"));
+                }
+                leader = Some(l);
+                continue;
+            }
+            out.extend(
+                resp.items
+                    .into_iter()
+                    .map(|i| (i.key.to_vec(), i.value.to_vec())),
+            );
+            if !resp.more {
+                return Ok(out);
+            }
+            start = resp.next_key.to_vec();
+        }
     }
 
     async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), OpError> {

@@ -1,5 +1,5 @@
 //! Chaos testing for d-engine and etcd: real node processes, faults on a seeded
-//! schedule, clients that record a history, and a linearizability verdict.
+//! schedule, clients that record a history, and the checker's verdict.
 //!
 //! ```text
 //!            ┌──────────── run::run(RunConfig) ─────────────┐
@@ -16,7 +16,9 @@
 //! - [`proxy`]: the fault-injecting TCP proxy on peer links.
 //! - [`nemesis`]: the seeded fault schedule and its executor.
 //! - [`client`]: one key-value client interface over etcd and d-engine.
-//! - [`workload`]: CAS-register clients that record a history.
+//! - [`workload`]: clients that record a history: CAS registers,
+//!   list-append and rw-register transactions, sets.
+//! - [`verdict`]: the workload's checker, run on the history.
 //! - [`run`]: one chaos run end to end, writing a run directory.
 
 pub mod client;
@@ -26,4 +28,5 @@ pub mod prng;
 pub mod proxy;
 pub mod run;
 mod util;
+pub mod verdict;
 pub mod workload;

@@ -2,31 +2,30 @@
 //!
 //! ```text
 //! start cluster ─▶ workload ∥ nemesis (duration) ─▶ heal ─▶ recovery check
-//!   ─▶ final reads ─▶ check history per key (deadline) ─▶ run directory
+//!   ─▶ final reads ─▶ check the history (deadline) ─▶ run directory
 //! ```
 //!
 //! The run directory holds `history.jsonl`, `nemesis.jsonl`, `schedule.json`
 //! (the planned faults), `check.json` (the checker's result), `nodes/nodeI/
-//! node.log` and `summary.json`. Exit code: 0 when linearizable and
-//! recovered, 1 when not linearizable or not recovered, 2 when the checker
-//! could not decide in time.
+//! node.log` and `summary.json`. The check is the workload's
+//! ([`crate::verdict`]). Exit code: 0 when the history is correct
+//! (linearizable, strict serializable, no element lost) and the cluster
+//! recovered, 1 when not correct or not recovered, 2 when the checker could
+//! not decide in time.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use std::collections::{HashMap, HashSet};
 
-use d_engine_histories::{
-    CheckOptions, Operation, RegisterModel, Status, Value, Verdict, check, pair, read_jsonl,
-};
 use serde::Serialize;
 
 use crate::client::{Consistency, KvClient};
 use crate::cluster::{ClusterSpec, LocalCluster, TargetKind};
 use crate::nemesis::{Executor, Family, MembershipDriver, Schedule, Timing, membership};
-use crate::workload::{self, Recorder, WorkloadConfig};
+use crate::verdict;
+use crate::workload::{self, Recorder, WorkloadConfig, WorkloadKind, WorkloadState};
 
 /// How network faults are injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,6 +119,7 @@ pub struct Summary {
     pub nemesis: Vec<Family>,
     /// What the run left out or changed, and why.
     pub notes: Vec<String>,
+    pub workload: WorkloadKind,
     pub consistency: Consistency,
     pub keys: usize,
     pub clients: usize,
@@ -140,14 +140,18 @@ pub struct Summary {
     /// Time from the heal to the first committed write.
     pub recovery_ms: Option<u64>,
     pub final_reads: usize,
-    /// `linearizable`, `not linearizable` or `unknown`.
+    /// Register: `linearizable`, `not linearizable`; list-append and
+    /// rw-register: `strict-serializable`, `not strict-serializable`; set:
+    /// `valid`, `invalid`; or `unknown`.
     pub verdict: String,
     /// The first key found not linearizable, if any.
     pub failing_key: Option<String>,
-    /// Values read although the write that wrote them was reported `fail`
-    /// (did not take effect): each is a violation on its own, found without
-    /// a search because every written value is unique.
-    pub aborted_reads: Vec<String>,
+    /// Each violation the checker named, in a sentence: for the register
+    /// workload, values read although the write that wrote them was reported
+    /// `fail` (each a violation on its own, found without a search because
+    /// every written value is unique); for the txn workloads, the anomalies
+    /// with their cycles; for sets, the lost and unexpected elements.
+    pub findings: Vec<String>,
     pub ops_checked: usize,
     pub check_ms: f64,
     pub peak_rss_kib: Vec<u64>,
@@ -252,13 +256,14 @@ async fn drive(
         .collect::<Result<_, _>>()?;
     let t0 = Instant::now();
     let recorder = Recorder::create(&cfg.out.join("history.jsonl"), t0)?;
+    let state = WorkloadState::new(&cfg.workload);
     let mut executor = Executor::new(schedule, t0, &cfg.out.join("nemesis.jsonl"))?;
     if let Some(driver) = membership {
         executor = executor.with_membership(driver);
     }
     let deadline = t0 + cfg.duration;
     let (_, nemesis) = tokio::join!(
-        workload::run(&recorder, &cfg.workload, &clients, deadline),
+        workload::run(&recorder, &cfg.workload, &state, &clients, deadline),
         executor.run(cluster)
     );
     nemesis?;
@@ -269,9 +274,10 @@ async fn drive(
     let recovered = recovery.is_some();
     let recovery_ms = recovery.map(|t| t.duration_since(healed).as_millis() as u64);
     eprintln!("chaos: healed; recovered: {recovered} ({recovery_ms:?} ms)");
-    let final_reads = workload::final_reads(
+    let final_reads = workload::final_reads_of(
         &recorder,
         &cfg.workload,
+        &state,
         &clients,
         Instant::now() + cfg.recovery_timeout,
     )
@@ -287,34 +293,21 @@ async fn drive(
 
     let check_started = Instant::now();
     let bytes = std::fs::read(cfg.out.join("history.jsonl"))?;
-    let check_timeout = cfg.check_timeout;
-    let (result, aborted) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let history = read_jsonl(&bytes)?;
-        let ops = pair(&history)?;
-        let aborted = aborted_reads(&ops);
-        let options = CheckOptions {
-            timeout: Some(check_timeout),
-            ..CheckOptions::default()
-        };
-        Ok((
-            check(&RegisterModel::cas_register(), &ops, &options)?,
-            aborted,
-        ))
-    })
-    .await??;
-    for a in &aborted {
-        eprintln!("chaos: aborted read: {a}");
+    let (kind, check_timeout) = (cfg.workload.kind, cfg.check_timeout);
+    let checked =
+        tokio::task::spawn_blocking(move || verdict::check_history(kind, &bytes, check_timeout))
+            .await??;
+    for f in &checked.findings {
+        eprintln!("chaos: {f}");
     }
     let check_ms = check_started.elapsed().as_secs_f64() * 1e3;
     std::fs::write(
         cfg.out.join("check.json"),
-        serde_json::to_vec_pretty(&result)?,
+        serde_json::to_vec_pretty(&checked.report)?,
     )?;
-
-    // An aborted read is a certain violation even when the search gives up.
-    let exit_code = match (result.verdict, recovered, aborted.is_empty()) {
-        (Verdict::Linearizable, true, true) => 0,
-        (Verdict::Unknown, true, true) => 2,
+    let exit_code = match (checked.class, recovered) {
+        (0, true) => 0,
+        (2, true) => 2,
         _ => 1,
     };
     let ops = recorder.counts();
@@ -335,9 +328,10 @@ async fn drive(
         net: cfg.net,
         nemesis: cfg.families.clone(),
         notes: Vec::new(),
+        workload: cfg.workload.kind,
         consistency: cfg.workload.consistency,
         keys: cfg.workload.keys,
-        clients: cfg.workload.keys * cfg.workload.clients_per_key,
+        clients: cfg.workload.clients(),
         ops_total: ops.values().flat_map(|m| m.values()).sum(),
         ops,
         faults_total: faults.values().sum(),
@@ -348,10 +342,10 @@ async fn drive(
         recovered,
         recovery_ms,
         final_reads,
-        verdict: result.verdict.as_str().to_owned(),
-        failing_key: result.failing_partition().and_then(|p| p.key.clone()),
-        aborted_reads: aborted,
-        ops_checked: result.ops_checked,
+        verdict: checked.verdict,
+        failing_key: checked.failing_key,
+        findings: checked.findings,
+        ops_checked: checked.ops_checked,
         check_ms,
         peak_rss_kib: Vec::new(),
         final_node_ids: Vec::new(),
@@ -368,49 +362,6 @@ async fn drive(
         summary.exit_code
     );
     Ok(summary)
-}
-
-/// Reads that returned a value whose write (or cas) completed as `fail`.
-/// The workload writes every value once, so such a read proves that a
-/// request reported as not applied was applied: the reply broke its
-/// contract. One line per case, naming the failed op and its error.
-pub fn aborted_reads(ops: &[Operation]) -> Vec<String> {
-    let written = |op: &Operation| match (&op.f[..], &op.input) {
-        ("write", v) => Some(v.clone()),
-        ("cas", Value::List(pair)) if pair.len() == 2 => Some(pair[1].clone()),
-        _ => None,
-    };
-    let mut failed: HashMap<(Option<&str>, Value), &Operation> = HashMap::new();
-    for op in ops.iter().filter(|op| op.status == Status::Fail) {
-        if let Some(v) = written(op).filter(|v| !v.is_nil()) {
-            failed.insert((op.key.as_deref(), v), op);
-        }
-    }
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for read in ops
-        .iter()
-        .filter(|op| op.f == "read" && op.status == Status::Ok)
-    {
-        let k = (read.key.as_deref(), read.output.clone());
-        if let Some(w) = failed.get(&k)
-            && seen.insert(w.id)
-        {
-            out.push(format!(
-                "key {} value {} read by process {} (line {}) was written by {} {} of process {} (line {}) that failed: {}",
-                read.key.as_deref().unwrap_or("-"),
-                read.output,
-                read.process,
-                read.call_line,
-                w.f,
-                w.input,
-                w.process,
-                w.call_line,
-                w.error.as_deref().unwrap_or("no error text"),
-            ));
-        }
-    }
-    out
 }
 
 /// The first time a write commits through any node, trying every node in
@@ -471,22 +422,6 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_read_of_a_failed_write_is_an_aborted_read() {
-        let text = br#"{"process":1,"type":"invoke","f":"write","key":"k","value":7}
-{"process":1,"type":"fail","f":"write","key":"k","error":"SHUTTING_DOWN"}
-{"process":2,"type":"invoke","f":"cas","key":"k","value":[null,8]}
-{"process":2,"type":"fail","f":"cas","key":"k","error":"mismatch"}
-{"process":3,"type":"invoke","f":"read","key":"k"}
-{"process":3,"type":"ok","f":"read","key":"k","value":7}
-{"process":3,"type":"invoke","f":"read","key":"k"}
-{"process":3,"type":"ok","f":"read","key":"k","value":null}"#;
-        let ops = pair(&read_jsonl(text).unwrap()).unwrap();
-        let found = aborted_reads(&ops);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("value 7") && found[0].contains("SHUTTING_DOWN"));
-    }
 
     #[test]
     fn durations_parse() {

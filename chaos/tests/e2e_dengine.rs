@@ -185,3 +185,33 @@ async fn dengine_with_serializable_reads_under_isolation_is_caught() {
         verdicts.len()
     );
 }
+
+/// The set workload on d-engine (adds are puts, reads prefix scans), under
+/// kills, pauses and partitions: no acknowledged element lost, none made up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dengine_set_under_kills_and_partitions_loses_nothing() {
+    let Some(bin) = binary() else { return };
+    let out = out_dir("set");
+    let mut cfg = RunConfig::new(
+        TargetKind::Dengine,
+        3,
+        Duration::from_secs(10),
+        4,
+        out.clone(),
+    );
+    cfg.binary = Some(bin);
+    cfg.families = Family::parse_list("kill,pause,partition").unwrap();
+    cfg.workload.kind = d_engine_chaos::workload::WorkloadKind::Set;
+    cfg.workload.keys = 3;
+    cfg.workload.clients_per_key = 4;
+    let summary = run(&cfg).await.expect("run completes");
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    let adds = summary.ops["add"].get("ok").copied().unwrap_or(0);
+    let reads = summary.ops["read"].get("ok").copied().unwrap_or(0);
+    assert!(adds > 100 && reads > 100, "adds {adds}, reads {reads}");
+    assert!(summary.faults_total >= 2, "faults were injected");
+    assert_eq!(summary.verdict, "valid", "{:?}", summary.findings);
+    assert!(summary.recovered);
+    assert_eq!(summary.exit_code, 0);
+    let _ = std::fs::remove_dir_all(&out);
+}

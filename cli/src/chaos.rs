@@ -1,10 +1,11 @@
 //! `dengine chaos`: one chaos run against a local cluster of real processes
 //! (d-engine or etcd), with faults on a seeded schedule, a recorded history
-//! and a linearizability verdict. The machinery lives in `d_engine_chaos`;
-//! this module turns flags into a `RunConfig`.
+//! and the verdict of the workload's checker (linearizability, strict
+//! serializability, or no lost set element). The machinery lives in
+//! `d_engine_chaos`; this module turns flags into a `RunConfig`.
 //!
-//! Exit code: 0 when the history is linearizable and the cluster recovered
-//! after the heal, 1 when it is not linearizable or did not recover, 2 when
+//! Exit code: 0 when the history is correct and the cluster recovered
+//! after the heal, 1 when it is not correct or did not recover, 2 when
 //! the checker could not decide in time (or on a setup error, from main),
 //! 130 when interrupted (the cluster is stopped first).
 
@@ -17,8 +18,9 @@ use d_engine_chaos::cluster::TargetKind;
 use d_engine_chaos::nemesis::{Family, membership};
 use d_engine_chaos::prng::Rng;
 use d_engine_chaos::run::{NetBackend, RunConfig, parse_duration, run_interruptible};
+use d_engine_chaos::workload::WorkloadKind;
 
-/// Inject faults into a local cluster under load and check the history for linearizability.
+/// Inject faults into a local cluster under load and check the recorded history.
 #[derive(Args, Debug)]
 pub struct ChaosArgs {
     /// The system under test.
@@ -41,16 +43,25 @@ pub struct ChaosArgs {
     /// Run directory (default: chaos-runs/<target>-<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Read consistency of the workload: linearizable or serializable.
+    /// What the clients do: register (per-key CAS registers, checked for
+    /// linearizability), list-append or rw-register (multi-key transactions, etcd
+    /// only for now, checked for strict serializability), set (unique elements added,
+    /// whole sets read: nothing acknowledged may be lost).
+    #[arg(long, default_value = "register", value_parser = WorkloadKind::NAMES)]
+    pub workload: String,
+    /// Read consistency of the workload: linearizable or serializable (for the
+    /// transactional workloads: of the read-only transactions).
     #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "serializable"])]
     pub consistency: String,
-    /// Number of registers (keys).
+    /// Number of registers (register), keys in use at once (list-append, rw-register)
+    /// or sets in use at once (set).
     #[arg(long, default_value_t = 4)]
     pub keys: usize,
     /// Clients per key (5–10 is the intended range).
     #[arg(long, default_value_t = 5)]
     pub clients_per_key: usize,
-    /// Share of reads in the workload (writes and cas split the rest).
+    /// Share of reads in the workload (register: writes and cas split the rest;
+    /// list-append and rw-register: read-only transactions).
     #[arg(long, default_value_t = 0.5)]
     pub read_fraction: f64,
     /// The node binary (d-engine: default $DENGINE_BIN or the dengine next to this one;
@@ -93,6 +104,13 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
     );
     let has_membership = membership::driver_for(target).is_some();
     cfg.families = Family::parse_list_with(&args.nemesis, has_membership)?;
+    cfg.workload.kind = WorkloadKind::parse(&args.workload).context("unknown workload")?;
+    anyhow::ensure!(
+        !(cfg.workload.kind.is_txn() && target == TargetKind::Dengine),
+        "the {} workload needs multi-key transactions, which d-engine does not have yet; \
+         use --target etcd, or --workload register or set",
+        cfg.workload.kind.name()
+    );
     cfg.workload.consistency =
         Consistency::parse(&args.consistency).context("unknown consistency")?;
     cfg.workload.keys = args.keys.max(1);
@@ -123,9 +141,10 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
 pub fn run(args: ChaosArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     println!(
-        "chaos: seed {} (replay: dengine chaos --target {} --nodes {} --duration {} --nemesis {} --seed {} --consistency {} --net {})",
+        "chaos: seed {} (replay: dengine chaos --target {} --workload {} --nodes {} --duration {} --nemesis {} --seed {} --consistency {} --net {})",
         cfg.seed,
         args.target,
+        args.workload,
         cfg.nodes,
         args.duration,
         args.nemesis,

@@ -13,6 +13,7 @@
 //!   state), per partition (P-compositionality) on a bounded pool; a
 //!   deadline, cancel token or memory bound yields Unknown, never Illegal.
 //! * [`report`] and [`html`]: the verdict line, JSON report and timeline.
+//! * [`set`]: sets of unique elements: none acknowledged lost, none unexpected.
 //! * [`txn`]: the transactional checker (Elle's list-append and rw-register):
 //!   version orders from reads, a dependency graph, cycles classified as
 //!   G0 … G2-item, and a verdict per consistency model.
@@ -50,6 +51,7 @@ pub mod import;
 pub mod model;
 pub mod nemesis;
 pub mod report;
+pub mod set;
 pub mod synth;
 pub mod txn;
 pub mod value;

@@ -17,172 +17,16 @@
 //! mistaken for a current one. After an `info` the client takes a new process
 //! id (the old one stays open to the end, Jepsen's convention).
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use d_engine_histories::{Event, EventType, HistoryWriter, Value};
-use serde::Serialize;
+use d_engine_histories::{EventType, Value};
 
+use super::{Recorder, WorkloadConfig};
 use crate::client::{Consistency, KvClient, OpError};
 
 use crate::prng::Rng;
 use crate::util::join_all;
-
-/// What the clients do.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkloadConfig {
-    pub keys: usize,
-    pub clients_per_key: usize,
-    pub consistency: Consistency,
-    /// Share of reads; writes and cas split the rest evenly.
-    pub read_fraction: f64,
-    #[serde(serialize_with = "ser_ms")]
-    pub op_timeout: Duration,
-    /// Pause between two ops of one client, ms (inclusive range).
-    pub think_ms: (u64, u64),
-    /// Pause after an op that failed, ms: keeps a dead node from being
-    /// hammered (and the history from filling with open ops).
-    pub backoff_ms: u64,
-    /// Stop after this many ops in total.
-    pub ops_max: u64,
-    pub seed: u64,
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
-}
-
-impl Default for WorkloadConfig {
-    fn default() -> Self {
-        WorkloadConfig {
-            keys: 4,
-            clients_per_key: 5,
-            consistency: Consistency::Linearizable,
-            read_fraction: 0.5,
-            op_timeout: Duration::from_millis(1000),
-            think_ms: (5, 40),
-            backoff_ms: 100,
-            ops_max: 1_000_000,
-            seed: 0,
-        }
-    }
-}
-
-/// Counts by op and outcome, and the successful-op timeline.
-#[derive(Debug, Default)]
-struct Tally {
-    by_op: BTreeMap<String, BTreeMap<&'static str, u64>>,
-    ok_times_ns: Vec<u64>,
-}
-
-/// The history file and what the summary needs from it. Shared by clients.
-pub struct Recorder {
-    writer: Mutex<(HistoryWriter<BufWriter<File>>, Tally)>,
-    t0: Instant,
-}
-
-impl Recorder {
-    /// Writes `path`; `t0` is time zero of the run (shared with the nemesis log).
-    pub fn create(path: &Path, t0: Instant) -> anyhow::Result<Recorder> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Recorder {
-            writer: Mutex::new((HistoryWriter::new(BufWriter::new(file)), Tally::default())),
-            t0,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HistoryWriter<BufWriter<File>>, Tally)> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Appends one event, stamped under the lock so file order and time agree.
-    fn event(
-        &self,
-        process: u64,
-        kind: EventType,
-        f: &str,
-        key: &str,
-        value: Value,
-        error: Option<String>,
-    ) {
-        let mut guard = self.lock();
-        let time_ns = self.t0.elapsed().as_nanos() as u64;
-        let mut e = Event::new(process, kind, f, Some(key), value);
-        e.time_ns = Some(time_ns);
-        e.error = error;
-        let (writer, tally) = &mut *guard;
-        if kind != EventType::Invoke {
-            let name = match kind {
-                EventType::Ok => "ok",
-                EventType::Fail => "fail",
-                _ => "info",
-            };
-            *tally
-                .by_op
-                .entry(f.to_owned())
-                .or_default()
-                .entry(name)
-                .or_default() += 1;
-            if kind == EventType::Ok {
-                tally.ok_times_ns.push(time_ns);
-            }
-        }
-        // A history that cannot be written is worthless: fail loudly.
-        writer.write_event(e).expect("cannot write history.jsonl");
-    }
-
-    pub fn flush(&self) -> anyhow::Result<()> {
-        Ok(self.lock().0.flush()?)
-    }
-
-    /// Ops by name and outcome: `{"read": {"ok": 10, "fail": 2}, …}`.
-    pub fn counts(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
-        self.lock().1.by_op.clone()
-    }
-
-    /// The longest time with no successful op between `from_ns` and `to_ns`:
-    /// (length, start), in nanoseconds since t0.
-    pub fn longest_gap_ns(&self, from_ns: u64, to_ns: u64) -> (u64, u64) {
-        self.gaps_ns(from_ns, to_ns, 0)
-            .into_iter()
-            .max_by_key(|&(_, len)| len)
-            .map_or((0, from_ns), |(at, len)| (len, at))
-    }
-
-    /// Every stretch of at least `min_ns` with no successful op between
-    /// `from_ns` and `to_ns`: (start, length), in nanoseconds since t0.
-    pub fn gaps_ns(&self, from_ns: u64, to_ns: u64, min_ns: u64) -> Vec<(u64, u64)> {
-        let mut times: Vec<u64> = self
-            .lock()
-            .1
-            .ok_times_ns
-            .iter()
-            .copied()
-            .filter(|t| (from_ns..=to_ns).contains(t))
-            .collect();
-        times.sort_unstable();
-        let mut out = Vec::new();
-        let mut prev = from_ns;
-        for t in times.into_iter().chain(std::iter::once(to_ns)) {
-            if t - prev >= min_ns {
-                out.push((prev, t - prev));
-            }
-            prev = t;
-        }
-        out
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        self.t0.elapsed().as_nanos() as u64
-    }
-}
 
 fn decode(bytes: Option<Vec<u8>>) -> Value {
     match bytes {
@@ -225,7 +69,7 @@ impl Client<'_> {
                 self.process,
                 EventType::Fail,
                 f,
-                &self.key,
+                Some(&self.key),
                 Value::Nil,
                 Some(err.message),
             );
@@ -235,7 +79,7 @@ impl Client<'_> {
                 self.process,
                 EventType::Info,
                 f,
-                &self.key,
+                Some(&self.key),
                 value,
                 Some(err.message),
             );
@@ -250,7 +94,7 @@ impl Client<'_> {
             self.process,
             EventType::Invoke,
             "read",
-            &self.key,
+            Some(&self.key),
             Value::Nil,
             None,
         );
@@ -258,8 +102,14 @@ impl Client<'_> {
             Ok(v) => {
                 let v = decode(v);
                 self.last_seen = v.clone();
-                self.rec
-                    .event(self.process, EventType::Ok, "read", &self.key, v, None);
+                self.rec.event(
+                    self.process,
+                    EventType::Ok,
+                    "read",
+                    Some(&self.key),
+                    v,
+                    None,
+                );
                 Outcome::Ok
             }
             Err(e) => self.complete_err("read", Value::Nil, e),
@@ -272,7 +122,7 @@ impl Client<'_> {
             self.process,
             EventType::Invoke,
             "write",
-            &self.key,
+            Some(&self.key),
             Value::Int(v),
             None,
         );
@@ -287,7 +137,7 @@ impl Client<'_> {
                     self.process,
                     EventType::Ok,
                     "write",
-                    &self.key,
+                    Some(&self.key),
                     Value::Int(v),
                     None,
                 );
@@ -310,7 +160,7 @@ impl Client<'_> {
             self.process,
             EventType::Invoke,
             "cas",
-            &self.key,
+            Some(&self.key),
             arg.clone(),
             None,
         );
@@ -326,8 +176,14 @@ impl Client<'_> {
         {
             Ok(true) => {
                 self.last_seen = Value::Int(new);
-                self.rec
-                    .event(self.process, EventType::Ok, "cas", &self.key, arg, None);
+                self.rec.event(
+                    self.process,
+                    EventType::Ok,
+                    "cas",
+                    Some(&self.key),
+                    arg,
+                    None,
+                );
                 Outcome::Ok
             }
             Ok(false) => {
@@ -335,7 +191,7 @@ impl Client<'_> {
                     self.process,
                     EventType::Fail,
                     "cas",
-                    &self.key,
+                    Some(&self.key),
                     Value::Nil,
                     Some("mismatch".into()),
                 );
@@ -346,8 +202,8 @@ impl Client<'_> {
     }
 }
 
-/// Runs the clients until `deadline` or until `cfg.ops_max` ops in total.
-/// `clients[i]` is a client bound to node i.
+/// Runs the register clients until `deadline` or until `cfg.ops_max` ops
+/// in total. `clients[i]` is a client bound to node i.
 pub async fn run(rec: &Recorder, cfg: &WorkloadConfig, clients: &[KvClient], deadline: Instant) {
     let total = cfg.keys * cfg.clients_per_key;
     let ops = AtomicU64::new(0);
@@ -376,12 +232,7 @@ pub async fn run(rec: &Recorder, cfg: &WorkloadConfig, clients: &[KvClient], dea
                 } else {
                     client.cas(values.fetch_add(1, Ordering::Relaxed)).await
                 };
-                let pause = match outcome {
-                    Outcome::Ok => client.rng.range(cfg.think_ms.0, cfg.think_ms.1),
-                    Outcome::Fail | Outcome::Info => {
-                        cfg.backoff_ms + client.rng.range(0, cfg.backoff_ms)
-                    }
-                };
+                let pause = super::pause_ms(cfg, matches!(outcome, Outcome::Ok), &mut client.rng);
                 let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
                 tokio::time::sleep_until(wake.into()).await;
             }
@@ -425,20 +276,4 @@ pub async fn final_reads(
         }
     });
     join_all(reads).await.into_iter().filter(|ok| *ok).count()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gaps_between_successful_ops() {
-        let path = std::env::temp_dir().join(format!("chaos-gaps-{}.jsonl", std::process::id()));
-        let rec = Recorder::create(&path, Instant::now()).unwrap();
-        rec.lock().1.ok_times_ns = vec![5, 10, 40, 42, 90];
-        assert_eq!(rec.gaps_ns(0, 100, 20), vec![(10, 30), (42, 48)]);
-        assert_eq!(rec.longest_gap_ns(0, 100), (48, 42));
-        assert_eq!(rec.longest_gap_ns(0, 100).0, 48);
-        let _ = std::fs::remove_file(&path);
-    }
 }

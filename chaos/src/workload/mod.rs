@@ -1,0 +1,188 @@
+//! Clients that record a history, one module per workload:
+//!
+//! - [`register`]: per-key CAS registers (`read`, `write`, `cas`), checked for
+//!   linearizability; every target.
+//! - [`txn`]: multi-key transactions, Elle's `list-append` and `rw-register`,
+//!   checked for strict serializability; etcd (its `Txn`), and d-engine once
+//!   it has multi-key transactions.
+//! - [`set`]: `add` of unique elements and `read` of the whole set; every
+//!   element acknowledged must be in every read that follows.
+//!
+//! All of them write `history.jsonl` through one [`Recorder`].
+
+pub mod recorder;
+pub mod register;
+pub mod set;
+pub mod txn;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use recorder::Recorder;
+
+use crate::client::{Consistency, KvClient};
+
+/// Which workload the clients run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    #[default]
+    Register,
+    ListAppend,
+    RwRegister,
+    Set,
+}
+
+impl WorkloadKind {
+    pub const NAMES: [&'static str; 4] = ["register", "list-append", "rw-register", "set"];
+
+    pub fn parse(s: &str) -> Option<WorkloadKind> {
+        match s {
+            "register" => Some(WorkloadKind::Register),
+            "list-append" => Some(WorkloadKind::ListAppend),
+            "rw-register" => Some(WorkloadKind::RwRegister),
+            "set" => Some(WorkloadKind::Set),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+            WorkloadKind::ListAppend => "list-append",
+            WorkloadKind::RwRegister => "rw-register",
+            WorkloadKind::Set => "set",
+        }
+    }
+
+    /// Transactional workloads (checked by the Elle-style checker).
+    pub fn is_txn(self) -> bool {
+        matches!(self, WorkloadKind::ListAppend | WorkloadKind::RwRegister)
+    }
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadConfig {
+    pub kind: WorkloadKind,
+    /// Registers (register), keys in use at once (list-append, rw-register).
+    pub keys: usize,
+    /// Clients per key (register); the txn and set workloads run
+    /// `keys × clients_per_key` clients too, on no key in particular.
+    pub clients_per_key: usize,
+    pub consistency: Consistency,
+    /// Share of reads (register, set), of read-only transactions (txn);
+    /// writes and cas split the rest evenly (register).
+    pub read_fraction: f64,
+    /// Micro-ops per transaction, at most (txn workloads; at least 1).
+    pub txn_ops_max: usize,
+    /// A key takes this many writes (appends) before the workload moves to a
+    /// fresh one, so lists stay short (txn workloads).
+    pub writes_per_key: u64,
+    #[serde(serialize_with = "ser_ms")]
+    pub op_timeout: Duration,
+    /// Pause between two ops of one client, ms (inclusive range).
+    pub think_ms: (u64, u64),
+    /// Pause after an op that failed, ms: keeps a dead node from being
+    /// hammered (and the history from filling with open ops).
+    pub backoff_ms: u64,
+    /// Stop after this many ops in total.
+    pub ops_max: u64,
+    pub seed: u64,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            kind: WorkloadKind::Register,
+            keys: 4,
+            clients_per_key: 5,
+            consistency: Consistency::Linearizable,
+            read_fraction: 0.5,
+            txn_ops_max: 4,
+            writes_per_key: 32,
+            op_timeout: Duration::from_millis(1000),
+            think_ms: (5, 40),
+            backoff_ms: 100,
+            ops_max: 1_000_000,
+            seed: 0,
+        }
+    }
+}
+
+impl WorkloadConfig {
+    /// The number of logical clients.
+    pub fn clients(&self) -> usize {
+        self.keys * self.clients_per_key
+    }
+}
+
+/// What a workload keeps from its run to its final reads.
+pub struct WorkloadState {
+    /// The keys (txn workloads) or sets (set) the run used.
+    keys: txn::KeyPool,
+}
+
+impl WorkloadState {
+    pub fn new(cfg: &WorkloadConfig) -> WorkloadState {
+        let per_key = match cfg.kind {
+            WorkloadKind::Set => set::SET_ADDS_MAX,
+            _ => cfg.writes_per_key,
+        };
+        WorkloadState {
+            keys: txn::KeyPool::new(cfg.keys, per_key),
+        }
+    }
+}
+
+/// Runs `cfg.kind`'s clients until `deadline` or `cfg.ops_max` ops in all.
+/// `clients[i]` is a client bound to node i.
+pub async fn run(
+    rec: &Recorder,
+    cfg: &WorkloadConfig,
+    state: &WorkloadState,
+    clients: &[KvClient],
+    deadline: Instant,
+) {
+    match cfg.kind {
+        WorkloadKind::Register => register::run(rec, cfg, clients, deadline).await,
+        WorkloadKind::ListAppend | WorkloadKind::RwRegister => {
+            txn::run(rec, cfg, &state.keys, clients, deadline).await
+        }
+        WorkloadKind::Set => set::run(rec, cfg, &state.keys, clients, deadline).await,
+    }
+}
+
+/// After the heal: reads that end the history (each retried until it
+/// succeeds or `deadline` passes), so that whatever was acknowledged is
+/// looked for once more. Returns how many succeeded.
+pub async fn final_reads_of(
+    rec: &Recorder,
+    cfg: &WorkloadConfig,
+    state: &WorkloadState,
+    clients: &[KvClient],
+    deadline: Instant,
+) -> usize {
+    match cfg.kind {
+        WorkloadKind::Register => register::final_reads(rec, cfg, clients, deadline).await,
+        WorkloadKind::ListAppend | WorkloadKind::RwRegister => {
+            txn::final_reads(rec, cfg, &state.keys, clients, deadline).await
+        }
+        WorkloadKind::Set => set::final_reads(rec, cfg, &state.keys, clients, deadline).await,
+    }
+}
+
+/// The pause after an op: a think time after success, a back-off after a
+/// failure.
+pub(crate) fn pause_ms(cfg: &WorkloadConfig, ok: bool, rng: &mut crate::prng::Rng) -> u64 {
+    if ok {
+        rng.range(cfg.think_ms.0, cfg.think_ms.1)
+    } else {
+        cfg.backoff_ms + rng.range(0, cfg.backoff_ms)
+    }
+}
