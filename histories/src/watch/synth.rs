@@ -26,7 +26,8 @@ enum Fate {
 struct Pending {
     ops: Vec<WriteOp>,
     fate: Fate,
-    revision: i64,
+    /// The header revision, once applied.
+    revision: Option<i64>,
 }
 
 struct Watcher {
@@ -89,7 +90,8 @@ impl Sim {
             0..=3 => self.write_step(),
             4..=7 => self.watch_step(),
             8 if self.watchers.len() < 4 => {
-                let from = 1 + self.rng.below(self.revision as u64 + 1) as i64;
+                // From an old revision, the next one, or "now" (0).
+                let from = self.rng.below(self.revision as u64 + 2) as i64;
                 self.add_watcher(self.watchers.len() as u64, from);
             }
             _ => self.resume_step(),
@@ -115,17 +117,24 @@ impl Sim {
         self.watchers.push(Watcher {
             id,
             open,
-            next: Some(from),
+            next: Some(if from > 0 { from } else { self.revision + 1 }),
             resume_from: from,
         });
     }
 
     fn write_step(&mut self) {
         let p = self.rng.below(self.writers.len() as u64) as usize;
-        if self.writers[p].is_some() {
-            self.complete(p);
-        } else {
-            self.invoke(p);
+        match &self.writers[p] {
+            None => self.invoke(p),
+            // Applied some time between invocation and completion.
+            Some(w) if w.revision.is_none() && matches!(w.fate, Fate::Ok | Fate::InfoApplied) => {
+                let ops = w.ops.clone();
+                let revision = self.apply(&ops);
+                if let Some(w) = &mut self.writers[p] {
+                    w.revision = Some(revision);
+                }
+            }
+            Some(_) => self.complete(p),
         }
     }
 
@@ -157,24 +166,23 @@ impl Sim {
         let time_ns = self.now();
         self.out
             .push(write_record(p, WriteType::Invoke, &ops, None, time_ns));
-        let revision = match fate {
-            Fate::Ok | Fate::InfoApplied => self.apply(&ops),
-            _ => 0,
-        };
         self.writers[p] = Some(Pending {
             ops,
             fate,
-            revision,
+            revision: None,
         });
     }
 
     fn complete(&mut self, p: usize) {
-        let Some(w) = self.writers[p].take() else {
+        let Some(mut w) = self.writers[p].take() else {
             return;
         };
+        if w.revision.is_none() && w.fate == Fate::Ok {
+            w.revision = Some(self.apply(&w.ops));
+        }
         let time_ns = self.now();
         let record = match w.fate {
-            Fate::Ok => write_record(p, WriteType::Ok, &w.ops, Some(w.revision), time_ns),
+            Fate::Ok => write_record(p, WriteType::Ok, &w.ops, w.revision, time_ns),
             Fate::Fail => write_record(p, WriteType::Fail, &w.ops, None, time_ns),
             _ => write_record(p, WriteType::Info, &w.ops, None, time_ns),
         };
@@ -299,6 +307,10 @@ impl Sim {
             return;
         }
         let i = closed[self.rng.below(closed.len() as u64) as usize];
+        if self.rng.chance(10) {
+            // Compacted past where it stopped: it resumes later, with a gap.
+            self.watchers[i].resume_from = self.revision + 1;
+        }
         let time_ns = self.now();
         let w = &mut self.watchers[i];
         w.open.start_revision = w.resume_from;
