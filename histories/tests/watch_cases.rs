@@ -155,3 +155,28 @@ fn a_deadline_gives_unknown_never_a_violation() {
     let full = check("long", &records, &WatchOptions::default()).unwrap();
     assert_eq!(full.verdict, ModelVerdict::Valid, "{:#?}", full.violations);
 }
+
+#[test]
+fn an_event_the_stream_does_not_watch_is_reported() {
+    let r = run(&[
+        &write(1, "invoke", PUT_A1, "", 2),
+        &write(1, "ok", PUT_A1, r#","revision":2"#, 3),
+        r#"{"kind":"watch","watcher":1,"prefix":"w/b","start_revision":1,"time_ns":4}"#,
+        r#"{"kind":"watch","watcher":2,"prefix":"w/","start_revision":1,"filters":["noput"],"time_ns":4}"#,
+        r#"{"kind":"events","watcher":1,"revision":2,"events":[{"type":"put","key":"w/a","value":"a1","mod_revision":2}],"time_ns":6}"#,
+        r#"{"kind":"events","watcher":2,"revision":2,"events":[{"type":"put","key":"w/a","value":"a1","mod_revision":2}],"time_ns":6}"#,
+    ]);
+    assert_eq!(
+        classes(&r),
+        ["unwatched", "unwatched"],
+        "{:#?}",
+        r.violations
+    );
+    assert!(
+        r.violations[1]
+            .message
+            .contains("(prefix \"w/\", noput) does not watch"),
+        "{}",
+        r.violations[1].message
+    );
+}

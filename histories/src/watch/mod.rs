@@ -7,7 +7,8 @@
 //! * unique: no (revision, key) twice to one watcher, resumes included;
 //! * atomic: one revision's matching events in one response;
 //! * reliable: every delivered event matches a write that may have applied
-//!   (else a phantom), watchers agree at each (revision, key), and each
+//!   (else a phantom), watchers agree at each (revision, key), no stream
+//!   gets an event on a key (or of a kind) it does not watch, and each
 //!   segment delivers every committed event from its start revision to the
 //!   highest revision it is known to cover;
 //! * resumable: no event below a segment's start revision;

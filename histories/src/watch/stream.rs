@@ -1,6 +1,7 @@
 //! The checks that need only one watcher's stream: ordered, unique,
-//! atomic, resumable, no event after a progress notification, and header
-//! revisions.
+//! atomic, resumable, no event after a progress notification, header
+//! revisions, and no event on a key (or of a kind) the stream does not
+//! watch.
 //!
 //! An equal revision in a later response is a duplicate if the key was
 //! delivered at that revision before (unique), else a split revision
@@ -82,6 +83,18 @@ fn one_event(
             ),
         );
     }
+    if !s.wants(e.kind, &e.key) {
+        push(
+            Guarantee::Reliable,
+            "unwatched",
+            format!(
+                "watcher {w} got {what} at revision {rev} (line {line}), which its stream opened at line {} (prefix {:?}{}) does not watch",
+                s.line,
+                s.prefix,
+                filters(s)
+            ),
+        );
+    }
     if s.start_revision > 0 && rev < s.start_revision {
         push(
             Guarantee::Resumable,
@@ -132,4 +145,16 @@ fn one_event(
             ),
         );
     }
+}
+
+/// `, noput` and so on, for a message.
+fn filters(s: &Segment) -> String {
+    let mut out = String::new();
+    if s.no_put {
+        out.push_str(", noput");
+    }
+    if s.no_delete {
+        out.push_str(", nodelete");
+    }
+    out
 }
