@@ -180,3 +180,20 @@ fn an_event_the_stream_does_not_watch_is_reported() {
         r.violations[1].message
     );
 }
+
+#[test]
+fn extreme_revisions_and_timeouts_do_not_panic() {
+    let r = check_bytes(
+        "extreme",
+        br#"{"kind":"watch","watcher":1,"prefix":"","start_revision":-9223372036854775808}
+{"kind":"progress","watcher":1,"revision":9223372036854775807}
+{"kind":"events","watcher":1,"revision":-9223372036854775808,"events":[{"type":"delete","key":"","mod_revision":9223372036854775807}]}
+{"kind":"progress","watcher":1,"revision":9223372036854775807}"#,
+        &WatchOptions {
+            timeout: Some(Duration::MAX),
+            ..WatchOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.verdict, ModelVerdict::Invalid);
+}

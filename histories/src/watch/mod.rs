@@ -106,7 +106,10 @@ pub fn check_numbered(
 ) -> Result<WatchReport, HistoryError> {
     let started = Instant::now();
     let mut findings = report::Findings::new(options.keep_violations);
-    let mut budget = Budget::new(options.timeout.map(|t| started + t), options.cancel.clone());
+    let mut budget = Budget::new(
+        options.timeout.and_then(|t| started.checked_add(t)),
+        options.cancel.clone(),
+    );
     if records.len() > options.max_records {
         budget.stop(StopReason::MemoryLimit);
     }

@@ -22,7 +22,7 @@ fn covered(s: &Segment) -> Option<Covered> {
     let mut to: Option<(i64, usize)> = None;
     for item in &s.items {
         let (low, high, line) = match item {
-            Item::Progress { line, revision, .. } => (revision + 1, *revision, *line),
+            Item::Progress { line, revision, .. } => (revision.saturating_add(1), *revision, *line),
             Item::Events(r) => match r.events.iter().map(|e| e.mod_revision).max() {
                 Some(max) => (r.events[0].mod_revision, max, r.line),
                 None => continue,
