@@ -52,8 +52,9 @@ use crate::error::HistoryError;
 use crate::txn::budget::Budget;
 
 pub use format::{
-    EventType, EventsRecord, Filter, Numbered, WatchEvent, WatchOpen, WatchRecord, WatchWriter,
-    WriteOp, WriteRecord, WriteType, numbered, read_watch_jsonl, read_watch_numbered,
+    CancelRecord, EndRecord, EventType, EventsRecord, Filter, Numbered, ProgressRecord, WatchEvent,
+    WatchOpen, WatchRecord, WatchWriter, WriteOp, WriteRecord, WriteType, numbered,
+    read_watch_jsonl, read_watch_numbered,
 };
 pub use report::{Guarantee, Violation, WatchReport};
 
