@@ -53,10 +53,15 @@ fn caught(m: Mutation) {
         applied += 1;
         let report = check("mutated", &records, &WatchOptions::default()).unwrap();
         let name = m.breaks().as_str();
+        let found = report
+            .violations
+            .iter()
+            .any(|v| v.guarantee == m.breaks() && v.class == m.class());
         assert!(
-            report.verdict == ModelVerdict::Invalid && report.by_guarantee.contains_key(name),
-            "seed {seed}, {m:?}: expected {name}, got {:?}\n{}",
-            report.by_guarantee,
+            report.verdict == ModelVerdict::Invalid && found,
+            "seed {seed}, {m:?}: expected {name} ({}), got {:#?}\n{}",
+            m.class(),
+            report.violations,
             String::from_utf8_lossy(&jsonl(&records))
         );
     }
@@ -91,6 +96,16 @@ fn a_changed_prev_value_is_wrong() {
 #[test]
 fn a_raised_progress_is_ahead() {
     caught(Mutation::RaiseProgress);
+}
+
+#[test]
+fn a_changed_value_is_a_phantom() {
+    caught(Mutation::Phantom);
+}
+
+#[test]
+fn a_raised_start_is_resumed_too_early() {
+    caught(Mutation::RaiseStart);
 }
 
 #[test]

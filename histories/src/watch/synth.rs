@@ -374,17 +374,37 @@ pub enum Mutation {
     PrevValue,
     /// Raise a progress notification to the revision of a later write.
     RaiseProgress,
+    /// Change a put's value to one no write wrote.
+    Phantom,
+    /// Raise a segment's start revision above its first event.
+    RaiseStart,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::Drop,
         Mutation::Duplicate,
         Mutation::Split,
         Mutation::Swap,
         Mutation::PrevValue,
         Mutation::RaiseProgress,
+        Mutation::Phantom,
+        Mutation::RaiseStart,
     ];
+
+    /// The class of violation that shows it (see [`Violation`](crate::watch::Violation)).
+    pub fn class(self) -> &'static str {
+        match self {
+            Mutation::Drop => "missed",
+            Mutation::Duplicate => "duplicate",
+            Mutation::Split => "split",
+            Mutation::Swap => "backwards",
+            Mutation::PrevValue => "prev-value",
+            Mutation::RaiseProgress => "progress-ahead",
+            Mutation::Phantom => "phantom",
+            Mutation::RaiseStart => "too-early",
+        }
+    }
 
     /// The guarantee the mutation breaks.
     pub fn breaks(self) -> Guarantee {
@@ -395,6 +415,8 @@ impl Mutation {
             Mutation::Swap => Guarantee::Ordered,
             Mutation::PrevValue => Guarantee::PrevKv,
             Mutation::RaiseProgress => Guarantee::Bookmarkable,
+            Mutation::Phantom => Guarantee::Reliable,
+            Mutation::RaiseStart => Guarantee::Resumable,
         }
     }
 }
@@ -466,6 +488,18 @@ fn places(records: &[WatchRecord], m: Mutation) -> Vec<(usize, usize)> {
                     }
                 }
             }
+            (Mutation::Phantom, WatchRecord::Events(e)) => {
+                for (j, ev) in e.events.iter().enumerate() {
+                    if ev.kind == EventType::Put {
+                        out.push((i, j));
+                    }
+                }
+            }
+            (Mutation::RaiseStart, WatchRecord::Watch(_)) => {
+                if let Some(rev) = first_event(records, &ids, i) {
+                    out.push((i, rev as usize + 1));
+                }
+            }
             (Mutation::RaiseProgress, WatchRecord::Progress(p)) => {
                 if let Some(rev) = later_ok_put(records, p.time_ns) {
                     out.push((i, rev as usize));
@@ -497,6 +531,11 @@ fn apply(records: &mut Vec<WatchRecord>, m: Mutation, at: usize, j: usize) {
                 p.revision = j as i64;
             }
         }
+        Mutation::RaiseStart => {
+            if let WatchRecord::Watch(w) = &mut records[at] {
+                w.start_revision = j as i64;
+            }
+        }
         _ => {
             let WatchRecord::Events(e) = &mut records[at] else {
                 return;
@@ -513,6 +552,7 @@ fn apply(records: &mut Vec<WatchRecord>, m: Mutation, at: usize, j: usize) {
                         records.remove(at);
                     }
                 }
+                Mutation::Phantom => e.events[j].value = Some("no-such-value".into()),
                 _ => e.events[j].prev_value = Some(Some("not-a-value".into())),
             }
         }
@@ -538,6 +578,16 @@ fn next_in_segment(records: &[WatchRecord], ids: &[Option<usize>], i: usize) -> 
         };
     }
     None
+}
+
+/// The revision of the first event of the segment record `i` opens.
+fn first_event(records: &[WatchRecord], ids: &[Option<usize>], i: usize) -> Option<i64> {
+    (i + 1..records.len())
+        .filter(|&j| ids[j] == ids[i])
+        .find_map(|j| match &records[j] {
+            WatchRecord::Events(e) => e.events.first().map(|e| e.mod_revision),
+            _ => None,
+        })
 }
 
 /// Whether a record after `i` in its segment covers `rev`.
