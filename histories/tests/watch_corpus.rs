@@ -51,7 +51,7 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "progress-ahead.jsonl",
         "bookmarkable",
         "progress-ahead",
-        "committed at revision 6",
+        "process 3's write of x/d invoked later (line 23, time 150 ns) committed at revision 6",
     ),
     (
         "after-progress.jsonl",

@@ -53,11 +53,17 @@ pub fn check(segments: &[Segment], writes: &[Write], findings: &mut Findings) {
                     key: w.ops.first().map(|op| op.key().to_owned()).unwrap_or_default(),
                     line: *line,
                     message: format!(
-                        "watcher {} got a progress notification for revision {revision} at line {line} (time {time_ns} ns), but process {}'s write invoked later (line {}, time {} ns) committed at revision {rev}",
-                        s.watcher, w.process, w.line, w.invoke_ns
+                        "watcher {} got a progress notification for revision {revision} at line {line} (time {time_ns} ns), but process {}'s write of {} invoked later (line {}, time {} ns) committed at revision {rev}",
+                        s.watcher, w.process, keys(w), w.line, w.invoke_ns
                     ),
                 });
             }
         }
     }
+}
+
+/// `w/a, w/b`: the keys a write touches.
+fn keys(w: &Write) -> String {
+    let keys: Vec<&str> = w.ops.iter().map(|op| op.key()).collect();
+    keys.join(", ")
 }
