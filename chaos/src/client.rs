@@ -483,6 +483,14 @@ impl KvClient {
         .await
     }
 
+    /// The etcd channel of this client (`None` for d-engine).
+    pub fn etcd_channel(&self) -> Option<Channel> {
+        match self {
+            KvClient::Etcd(ch) => Some(ch.clone()),
+            KvClient::Dengine(_) => None,
+        }
+    }
+
     /// Every key with `prefix` and its value, in key order, read at one
     /// revision (etcd: one `Range`; d-engine: a prefix scan).
     pub async fn scan_prefix(

@@ -165,6 +165,9 @@ pub struct Summary {
 
 /// Runs the whole thing; returns the summary (also written to disk).
 pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
+    if let Some(why) = cfg.workload.kind.unsupported_on(cfg.target) {
+        bail!(why);
+    }
     let membership = membership::driver_for(cfg.target);
     if cfg.families.contains(&Family::Membership) && membership.is_none() {
         bail!(
@@ -256,7 +259,7 @@ async fn drive(
         .collect::<Result<_, _>>()?;
     let t0 = Instant::now();
     let recorder = Recorder::create(&cfg.out.join("history.jsonl"), t0)?;
-    let state = WorkloadState::new(&cfg.workload);
+    let state = WorkloadState::new(&cfg.workload, &cfg.out, t0)?;
     let mut executor = Executor::new(schedule, t0, &cfg.out.join("nemesis.jsonl"))?;
     if let Some(driver) = membership {
         executor = executor.with_membership(driver);
@@ -284,6 +287,7 @@ async fn drive(
     .await;
     let end_ns = recorder.now_ns();
     recorder.flush()?;
+    state.flush()?;
     let (gap_ns, gap_at_ns) = recorder.longest_gap_ns(0, end_ns);
     let windows: Vec<(u64, u64)> = recorder
         .gaps_ns(0, end_ns, 1_000_000_000)
@@ -292,10 +296,9 @@ async fn drive(
         .collect();
 
     let check_started = Instant::now();
-    let bytes = std::fs::read(cfg.out.join("history.jsonl"))?;
-    let (kind, check_timeout) = (cfg.workload.kind, cfg.check_timeout);
+    let (kind, check_timeout, out) = (cfg.workload.kind, cfg.check_timeout, cfg.out.clone());
     let checked =
-        tokio::task::spawn_blocking(move || verdict::check_history(kind, &bytes, check_timeout))
+        tokio::task::spawn_blocking(move || verdict::check_run(kind, &out, check_timeout))
             .await??;
     for f in &checked.findings {
         eprintln!("chaos: {f}");

@@ -5,13 +5,19 @@
 //!   reads (a value read whose write was reported failed);
 //! - list-append, rw-register: strict serializability (Elle-style cycles,
 //!   each anomaly explained);
-//! - set: no acknowledged element lost, none unexpected.
+//! - set: no acknowledged element lost, none unexpected;
+//! - watch: the watch validator on `watch.jsonl` (ordered, unique, atomic,
+//!   reliable, resumable, bookmarkable, prev_kv).
 
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use d_engine_histories::txn::{self, Consistency as TxnModel, ModelVerdict, TxnOptions, Workload};
 use d_engine_histories::{
     CheckOptions, Operation, RegisterModel, Status, Value, Verdict, check, pair, read_jsonl, set,
+    watch,
 };
 
 use crate::workload::WorkloadKind;
@@ -20,7 +26,7 @@ use crate::workload::WorkloadKind;
 #[derive(Debug, Clone)]
 pub struct Checked {
     /// `linearizable` / `not linearizable`, `strict-serializable` / `not
-    /// strict-serializable`, `valid` / `invalid` (set), or `unknown`.
+    /// strict-serializable`, `valid` / `invalid` (set, watch), or `unknown`.
     pub verdict: String,
     /// 0 proven correct, 1 a violation, 2 undecided.
     pub class: u8,
@@ -33,6 +39,19 @@ pub struct Checked {
     pub report: serde_json::Value,
 }
 
+/// Checks the history in run directory `out` as `kind` prescribes:
+/// `watch.jsonl` for the watch workload, else `history.jsonl`.
+pub fn check_run(kind: WorkloadKind, out: &Path, timeout: Duration) -> anyhow::Result<Checked> {
+    let read = |name: &str| {
+        let path = out.join(name);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    if kind == WorkloadKind::Watch {
+        return watches(&read("watch.jsonl")?, timeout);
+    }
+    check_history(kind, &read("history.jsonl")?, timeout)
+}
+
 /// Checks `history` (the bytes of `history.jsonl`) as `kind` prescribes.
 pub fn check_history(
     kind: WorkloadKind,
@@ -41,6 +60,7 @@ pub fn check_history(
 ) -> anyhow::Result<Checked> {
     let ops = pair(&read_jsonl(history)?)?;
     match kind {
+        WorkloadKind::Watch => anyhow::bail!("the watch workload's history is watch.jsonl"),
         WorkloadKind::Register => register(&ops, timeout),
         WorkloadKind::ListAppend => transactions(&ops, Workload::ListAppend, timeout),
         WorkloadKind::RwRegister => transactions(&ops, Workload::RwRegister, timeout),
@@ -100,6 +120,31 @@ fn transactions(
         findings,
         ops_checked: result.txns,
         report: serde_json::to_value(txn::TxnReport::new("history.jsonl", &result, model))?,
+    })
+}
+
+fn watches(bytes: &[u8], timeout: Duration) -> anyhow::Result<Checked> {
+    let options = watch::WatchOptions {
+        timeout: Some(timeout),
+        ..watch::WatchOptions::default()
+    };
+    let report = watch::check_bytes("watch.jsonl", bytes, &options)?;
+    let (verdict, class) = match report.verdict {
+        ModelVerdict::Valid => ("valid", 0),
+        ModelVerdict::Invalid => ("invalid", 1),
+        ModelVerdict::Unknown => ("unknown", 2),
+    };
+    Ok(Checked {
+        verdict: verdict.to_owned(),
+        class,
+        failing_key: report.violations.first().map(|v| v.key.clone()),
+        findings: report
+            .violations
+            .iter()
+            .map(|v| v.message.clone())
+            .collect(),
+        ops_checked: report.events + report.writes,
+        report: serde_json::to_value(&report)?,
     })
 }
 

@@ -46,9 +46,15 @@ pub struct ChaosArgs {
     /// What the clients do: register (per-key CAS registers, checked for
     /// linearizability), list-append or rw-register (multi-key transactions, etcd
     /// only for now, checked for strict serializability), set (unique elements added,
-    /// whole sets read: nothing acknowledged may be lost).
+    /// whole sets read: nothing acknowledged may be lost), watch (writers and watchers
+    /// with resumes and progress notifications, etcd only for now, checked by the watch
+    /// validator).
     #[arg(long, default_value = "register", value_parser = WorkloadKind::NAMES)]
     pub workload: String,
+    /// Watch workload: how often each watcher asks for a progress notification, in ms
+    /// (0: never).
+    #[arg(long, default_value_t = 1000)]
+    pub watch_progress_ms: u64,
     /// Read consistency of the workload: linearizable or serializable (for the
     /// transactional workloads: of the read-only transactions).
     #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "serializable"])]
@@ -105,12 +111,10 @@ fn config(args: &ChaosArgs) -> anyhow::Result<RunConfig> {
     let has_membership = membership::driver_for(target).is_some();
     cfg.families = Family::parse_list_with(&args.nemesis, has_membership)?;
     cfg.workload.kind = WorkloadKind::parse(&args.workload).context("unknown workload")?;
-    anyhow::ensure!(
-        !(cfg.workload.kind.is_txn() && target == TargetKind::Dengine),
-        "the {} workload needs multi-key transactions, which d-engine does not have yet; \
-         use --target etcd, or --workload register or set",
-        cfg.workload.kind.name()
-    );
+    cfg.workload.watch_progress_ms = args.watch_progress_ms;
+    if let Some(why) = cfg.workload.kind.unsupported_on(target) {
+        anyhow::bail!(why);
+    }
     cfg.workload.consistency =
         Consistency::parse(&args.consistency).context("unknown consistency")?;
     cfg.workload.keys = args.keys.max(1);

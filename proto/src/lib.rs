@@ -17,7 +17,7 @@ pub mod v1 {
     tonic::include_proto!("dengine.v1");
 }
 
-/// A wire-compatible subset of etcd's v3 API (KV and Maintenance.Status), so the
+/// A wire-compatible subset of etcd's v3 API (KV, Watch and Maintenance.Status), so the
 /// bench and chaos tools can drive etcd beside d-engine.
 pub mod etcd {
     pub mod mvccpb {

@@ -7,14 +7,21 @@
 //!   it has multi-key transactions.
 //! - [`set`]: `add` of unique elements and `read` of the whole set; every
 //!   element acknowledged must be in every read that follows.
+//! - [`watch`]: writers and watchers (etcd), recorded in `watch.jsonl` for
+//!   the watch validator.
 //!
-//! All of them write `history.jsonl` through one [`Recorder`].
+//! All of them count their ops through one [`Recorder`], which writes
+//! `history.jsonl` (empty for the watch workload, whose history is
+//! `watch.jsonl`).
 
 pub mod recorder;
 pub mod register;
 pub mod set;
 pub mod txn;
+pub mod watch;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,10 +39,11 @@ pub enum WorkloadKind {
     ListAppend,
     RwRegister,
     Set,
+    Watch,
 }
 
 impl WorkloadKind {
-    pub const NAMES: [&'static str; 4] = ["register", "list-append", "rw-register", "set"];
+    pub const NAMES: [&'static str; 5] = ["register", "list-append", "rw-register", "set", "watch"];
 
     pub fn parse(s: &str) -> Option<WorkloadKind> {
         match s {
@@ -43,6 +51,7 @@ impl WorkloadKind {
             "list-append" => Some(WorkloadKind::ListAppend),
             "rw-register" => Some(WorkloadKind::RwRegister),
             "set" => Some(WorkloadKind::Set),
+            "watch" => Some(WorkloadKind::Watch),
             _ => None,
         }
     }
@@ -53,7 +62,24 @@ impl WorkloadKind {
             WorkloadKind::ListAppend => "list-append",
             WorkloadKind::RwRegister => "rw-register",
             WorkloadKind::Set => "set",
+            WorkloadKind::Watch => "watch",
         }
+    }
+
+    /// Why `target` cannot run this workload, if it cannot.
+    pub fn unsupported_on(self, target: crate::cluster::TargetKind) -> Option<String> {
+        let etcd_only = match self {
+            WorkloadKind::ListAppend | WorkloadKind::RwRegister => "multi-key transactions",
+            WorkloadKind::Watch => "watch",
+            _ => return None,
+        };
+        (target == crate::cluster::TargetKind::Dengine).then(|| {
+            format!(
+                "the {} workload needs {etcd_only}, which d-engine does not have yet; \
+                 use --target etcd, or --workload register or set",
+                self.name()
+            )
+        })
     }
 
     /// Transactional workloads (checked by the Elle-style checker).
@@ -80,6 +106,13 @@ pub struct WorkloadConfig {
     /// A key takes this many writes (appends) before the workload moves to a
     /// fresh one, so lists stay short (txn workloads).
     pub writes_per_key: u64,
+    /// Watch workload: how often a watcher asks for a progress notification,
+    /// ms (0: never).
+    pub watch_progress_ms: u64,
+    /// Watch workload, a planted bug for testing the suite: every watcher
+    /// drops every Nth event it receives before recording it, as a lossy
+    /// server would (0: off).
+    pub watch_drop_every: u64,
     #[serde(serialize_with = "ser_ms")]
     pub op_timeout: Duration,
     /// Pause between two ops of one client, ms (inclusive range).
@@ -106,6 +139,8 @@ impl Default for WorkloadConfig {
             read_fraction: 0.5,
             txn_ops_max: 4,
             writes_per_key: 32,
+            watch_progress_ms: 1000,
+            watch_drop_every: 0,
             op_timeout: Duration::from_millis(1000),
             think_ms: (5, 40),
             backoff_ms: 100,
@@ -126,16 +161,36 @@ impl WorkloadConfig {
 pub struct WorkloadState {
     /// The keys (txn workloads) or sets (set) the run used.
     keys: txn::KeyPool,
+    /// The watch workload's file and watchers.
+    watch: Option<(Arc<watch::WatchLog>, Arc<watch::WatchShared>)>,
 }
 
 impl WorkloadState {
-    pub fn new(cfg: &WorkloadConfig) -> WorkloadState {
+    /// `out` is the run directory (`watch.jsonl` goes there), `t0` the run's
+    /// time zero.
+    pub fn new(cfg: &WorkloadConfig, out: &Path, t0: Instant) -> anyhow::Result<WorkloadState> {
         let per_key = match cfg.kind {
             WorkloadKind::Set => set::SET_ADDS_MAX,
             _ => cfg.writes_per_key,
         };
-        WorkloadState {
+        let watch = match cfg.kind {
+            WorkloadKind::Watch => Some((
+                Arc::new(watch::WatchLog::create(&out.join("watch.jsonl"), t0)?),
+                Arc::default(),
+            )),
+            _ => None,
+        };
+        Ok(WorkloadState {
             keys: txn::KeyPool::new(cfg.keys, per_key),
+            watch,
+        })
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        match &self.watch {
+            Some((log, _)) => log.flush(),
+            None => Ok(()),
         }
     }
 }
@@ -155,6 +210,10 @@ pub async fn run(
             txn::run(rec, cfg, &state.keys, clients, deadline).await
         }
         WorkloadKind::Set => set::run(rec, cfg, &state.keys, clients, deadline).await,
+        WorkloadKind::Watch => {
+            let (log, shared) = state.watch.as_ref().expect("the watch state exists");
+            watch::run(rec, log, shared, cfg, clients, deadline).await
+        }
     }
 }
 
@@ -174,6 +233,10 @@ pub async fn final_reads_of(
             txn::final_reads(rec, cfg, &state.keys, clients, deadline).await
         }
         WorkloadKind::Set => set::final_reads(rec, cfg, &state.keys, clients, deadline).await,
+        WorkloadKind::Watch => {
+            let (log, shared) = state.watch.as_ref().expect("the watch state exists");
+            watch::finish(rec, log, shared, clients, deadline).await
+        }
     }
 }
 

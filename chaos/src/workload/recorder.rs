@@ -18,6 +18,25 @@ struct Tally {
     ok_times_ns: Vec<u64>,
 }
 
+impl Tally {
+    fn completed(&mut self, f: &str, kind: EventType, time_ns: u64) {
+        let name = match kind {
+            EventType::Ok => "ok",
+            EventType::Fail => "fail",
+            _ => "info",
+        };
+        *self
+            .by_op
+            .entry(f.to_owned())
+            .or_default()
+            .entry(name)
+            .or_default() += 1;
+        if kind == EventType::Ok {
+            self.ok_times_ns.push(time_ns);
+        }
+    }
+}
+
 /// The history file and what the summary needs from it. Shared by clients.
 pub struct Recorder {
     writer: Mutex<(HistoryWriter<BufWriter<File>>, Tally)>,
@@ -56,23 +75,17 @@ impl Recorder {
         e.error = error;
         let (writer, tally) = &mut *guard;
         if kind != EventType::Invoke {
-            let name = match kind {
-                EventType::Ok => "ok",
-                EventType::Fail => "fail",
-                _ => "info",
-            };
-            *tally
-                .by_op
-                .entry(f.to_owned())
-                .or_default()
-                .entry(name)
-                .or_default() += 1;
-            if kind == EventType::Ok {
-                tally.ok_times_ns.push(time_ns);
-            }
+            tally.completed(f, kind, time_ns);
         }
         // A history that cannot be written is worthless: fail loudly.
         writer.write_event(e).expect("cannot write history.jsonl");
+    }
+
+    /// Counts a completion recorded elsewhere (the watch workload's own
+    /// file) in the summary's tallies and availability timeline.
+    pub(crate) fn count(&self, f: &str, kind: EventType) {
+        let time_ns = self.now_ns();
+        self.lock().1.completed(f, kind, time_ns);
     }
 
     pub fn flush(&self) -> anyhow::Result<()> {
