@@ -400,8 +400,14 @@ pub const IMAGE_VERSION: u32 = 2;
 /// magic, version, meta, sessions, key-value pairs, then a CRC32C of everything before
 /// it. Items are flagged with a non-zero byte (`1`; a session of a lane other than 0:
 /// `2`) and each section ends with a `0` byte, so no count is needed up front.
+///
+/// A streaming writer calls [`ImageEncoder::drain`] now and then to hand the bytes
+/// encoded so far to a file; the checksum is then kept running, so memory stays at one
+/// item plus what was not drained yet.
 pub struct ImageEncoder {
     buf: Vec<u8>,
+    /// CRC32C of every byte drained so far.
+    crc: u32,
 }
 
 impl ImageEncoder {
@@ -411,7 +417,19 @@ impl ImageEncoder {
         let mut w = Writer(&mut buf);
         w.u32(IMAGE_VERSION);
         codec::put_snapshot_meta(&mut w, meta);
-        ImageEncoder { buf }
+        ImageEncoder { buf, crc: 0 }
+    }
+    /// Bytes encoded and not drained yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+    /// Hands the bytes encoded so far to `out` and forgets them (the checksum keeps
+    /// covering them).
+    pub fn drain<E>(&mut self, out: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        out(&self.buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+        self.buf.clear();
+        Ok(())
     }
     /// A session record: flagged `1` for lane 0 (as images before lanes have it), `2`
     /// with the lane after the client id.
@@ -435,9 +453,11 @@ impl ImageEncoder {
         w.bytes(key);
         w.bytes(value);
     }
+    /// Ends the image: the bytes not drained yet, the end marker and the trailer (whose
+    /// last 4 bytes are the image's checksum).
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.push(0);
-        let crc = crc32c::crc32c(&self.buf);
+        let crc = crc32c::crc32c_append(self.crc, &self.buf);
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf
     }
@@ -452,6 +472,47 @@ pub fn image_checksum(buf: &[u8]) -> Option<u32> {
         buf[t + 2],
         buf[t + 3],
     ]))
+}
+
+/// The codec version of the items of an image of format `version`.
+pub fn image_codec_version(version: u32) -> Result<u8, DecodeError> {
+    match version {
+        1 => Ok(1),
+        IMAGE_VERSION => Ok(codec::CODEC_VERSION),
+        _ => Err(DecodeError(format!(
+            "unknown snapshot image version {version}"
+        ))),
+    }
+}
+
+/// The next session item of an image (format `version`, covering `snapshot_index`),
+/// or `None` at the end of the section.
+pub fn get_image_session(
+    r: &mut Reader<'_>,
+    version: u32,
+    snapshot_index: u64,
+) -> Result<Option<(SessionKey, SessionRecord)>, DecodeError> {
+    let id = match r.u8()? {
+        0 => return Ok(None),
+        1 => (r.u64()?, 0),
+        2 => (r.u64()?, r.u32()?),
+        f => return Err(DecodeError(format!("bad session flag {f} in image"))),
+    };
+    let last_seq = r.u64()?;
+    let last_result = Bytes::copy_from_slice(r.bytes()?);
+    // Version 1 images have no index: such a session counts as used at the snapshot
+    // point.
+    let last_index = if version >= 2 {
+        r.u64()?
+    } else {
+        snapshot_index
+    };
+    let rec = SessionRecord {
+        last_seq,
+        last_result,
+        last_index,
+    };
+    Ok(Some((id, rec)))
 }
 
 /// Receives each key-value pair of an image being decoded.
@@ -475,42 +536,11 @@ pub fn decode_image(
     }
     let mut r = Reader::new(&body[8..]);
     let version = r.u32()?;
-    let codec_version = match version {
-        1 => 1,
-        IMAGE_VERSION => codec::CODEC_VERSION,
-        _ => {
-            return Err(DecodeError(format!(
-                "unknown snapshot image version {version}"
-            )));
-        }
-    };
-    let mut r = r.with_version(codec_version);
+    let mut r = r.with_version(image_codec_version(version)?);
     let meta = codec::get_snapshot_meta(&mut r)?;
     let mut sessions = SessionTable::default();
-    loop {
-        let id = match r.u8()? {
-            0 => break,
-            1 => (r.u64()?, 0),
-            2 => (r.u64()?, r.u32()?),
-            f => return Err(DecodeError(format!("bad session flag {f} in image"))),
-        };
-        let last_seq = r.u64()?;
-        let last_result = Bytes::copy_from_slice(r.bytes()?);
-        // Version 1 images have no index: such a session counts as used at the
-        // snapshot point.
-        let last_index = if version >= 2 {
-            r.u64()?
-        } else {
-            meta.last_index
-        };
-        sessions.insert(
-            id,
-            SessionRecord {
-                last_seq,
-                last_result,
-                last_index,
-            },
-        );
+    while let Some((id, rec)) = get_image_session(&mut r, version, meta.last_index)? {
+        sessions.insert(id, rec);
     }
     loop {
         match r.u8()? {
@@ -556,6 +586,11 @@ impl LockedKv {
     pub fn image(&self) -> (SnapshotMeta, Vec<u8>) {
         let st = self.read();
         (st.applied.clone(), st.encode_image())
+    }
+
+    /// Runs `f` on the state under the read lock: applies wait until it returns.
+    pub fn with_read<R>(&self, f: impl FnOnce(&KvState) -> R) -> R {
+        f(&self.read())
     }
 
     /// Replaces the whole state (an installed snapshot).

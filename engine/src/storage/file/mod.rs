@@ -46,6 +46,7 @@
 //! NO_SPACE. Requests keep queueing up to `queue_capacity` (then `Busy`).
 
 mod format;
+pub(crate) mod image;
 pub(crate) mod io;
 mod recovery;
 mod state_machine;

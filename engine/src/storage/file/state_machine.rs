@@ -7,20 +7,19 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tracing::{info, warn};
 
+use super::image::{
+    FileSink, ImageWriter, TempFile, check_covers, decode_file, decode_stream,
+    file_size_and_checksum,
+};
 use super::io;
 use crate::core::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
-use crate::storage::kv::{KvState, LockedKv, image_checksum};
-use crate::storage::memory::decode_checked;
-use crate::storage::state_machine::{
-    SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, collect_chunks, file_chunks,
-};
+use crate::storage::kv::{KvState, LockedKv};
+use crate::storage::state_machine::{SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, file_chunks};
 
 /// Snapshot files kept on disk (the newest and one fallback).
 const SNAPSHOTS_KEPT: usize = 2;
-/// Largest snapshot image accepted from a stream.
-const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
 
 #[derive(Clone, Debug)]
 struct DurableSnapshot {
@@ -42,6 +41,9 @@ pub struct FileStateMachine {
     node_id: NodeId,
     state: LockedKv,
     durable: Mutex<Option<DurableSnapshot>>,
+    /// Held by a build or an install for its whole file work: one snapshot file is
+    /// written at a time.
+    snapshot_io: Mutex<()>,
 }
 
 fn snapshot_name(index: LogIndex, term: Term) -> String {
@@ -104,6 +106,7 @@ impl FileStateMachine {
             node_id,
             state: LockedKv::new(state),
             durable: Mutex::new(durable),
+            snapshot_io: Mutex::new(()),
         })
     }
 
@@ -121,19 +124,33 @@ impl FileStateMachine {
         })
     }
 
-    /// Writes `image` as the newest snapshot file and forgets older ones.
-    fn persist(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<DurableSnapshot> {
-        let name = snapshot_name(meta.last_index, meta.last_term);
-        io::write_atomic(&self.dir, &name, image)?;
+    /// Renames a synced image file into place as the newest snapshot and forgets
+    /// older ones.
+    fn persist(
+        &self,
+        meta: &SnapshotMeta,
+        tmp: TempFile,
+        size: u64,
+        checksum: u32,
+    ) -> Result<DurableSnapshot> {
+        let path = self
+            .dir
+            .join(snapshot_name(meta.last_index, meta.last_term));
+        tmp.persist(&path)?;
         let d = DurableSnapshot {
             meta: meta.clone(),
-            path: self.dir.join(&name),
-            size: image.len() as u64,
-            checksum: image_checksum(image).unwrap_or(0),
+            path,
+            size,
+            checksum,
         };
         *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
         self.prune(&d.path);
         Ok(d)
+    }
+
+    fn temp_path(&self, meta: &SnapshotMeta, what: &str) -> PathBuf {
+        let name = snapshot_name(meta.last_index, meta.last_term);
+        self.dir.join(format!("{name}.{what}.tmp"))
     }
 
     fn prune(&self, newest: &Path) {
@@ -157,13 +174,27 @@ impl FileStateMachine {
 }
 
 fn load(path: &Path) -> Result<(KvState, DurableSnapshot)> {
-    let image = fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
-    let state = KvState::decode_image(&image).map_err(|e| StorageError::corrupt(path, 0, e.0))?;
+    let mut data = std::collections::BTreeMap::new();
+    let img = decode_file(path, &mut |k, v| {
+        data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+        Ok(())
+    })
+    .map_err(|e| match e {
+        StorageError::Decode { reason, .. } => StorageError::corrupt(path, 0, reason),
+        e => e,
+    })?;
+    let file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
+    let (size, checksum) = file_size_and_checksum(&file, path)?;
     let d = DurableSnapshot {
-        meta: state.applied.clone(),
+        meta: img.meta.clone(),
         path: path.to_path_buf(),
-        size: image.len() as u64,
-        checksum: image_checksum(&image).unwrap_or(0),
+        size,
+        checksum,
+    };
+    let state = KvState {
+        data,
+        sessions: img.sessions,
+        applied: img.meta,
     };
     Ok((state, d))
 }
@@ -187,9 +218,24 @@ impl StateMachine for FileStateMachine {
     }
 
     fn build_snapshot(&self) -> Result<Snapshot> {
-        // Encode under the read lock (a consistent image), write without it.
-        let (meta, image) = self.state.image();
-        let d = self.persist(&meta, &image)?;
+        let _io = self.snapshot_io.lock().unwrap_or_else(|e| e.into_inner());
+        // The image is encoded straight into the file, but under the state's read
+        // lock: applies wait for the whole encode (the state is one in-memory map; a
+        // copy-on-write view that would free them is not built). The fsync and rename
+        // happen after the lock is released.
+        let (meta, written) = self.state.with_read(|st| -> Result<_> {
+            let mut w = ImageWriter::create(self.temp_path(&st.applied, "build"), &st.applied)?;
+            for (id, rec) in &st.sessions {
+                w.session(*id, rec)?;
+            }
+            w.end_sessions();
+            for (k, v) in &st.data {
+                w.pair(k, v)?;
+            }
+            Ok((st.applied.clone(), w))
+        })?;
+        let img = written.finish()?;
+        let d = self.persist(&meta, img.tmp, img.size, img.checksum)?;
         Self::snapshot_from(&d)
     }
 
@@ -207,10 +253,23 @@ impl StateMachine for FileStateMachine {
         meta: &SnapshotMeta,
         chunks: &mut dyn Iterator<Item = Result<Bytes>>,
     ) -> Result<()> {
-        let image = collect_chunks(chunks, SNAPSHOT_BYTES_MAX)?;
-        let state = decode_checked(&image, meta)?;
-        self.persist(meta, &image)?;
-        self.state.replace(state);
+        let _io = self.snapshot_io.lock().unwrap_or_else(|e| e.into_inner());
+        // Decoded into a new map and copied into a temporary file as the chunks
+        // arrive; the live state and files change only once the whole image checked.
+        let mut sink = FileSink::create(self.temp_path(meta, "install"))?;
+        let mut data = std::collections::BTreeMap::new();
+        let img = decode_stream(chunks, &mut |c| sink.write(c), &mut |k, v| {
+            data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+            Ok(())
+        })?;
+        check_covers(&img.meta, meta)?;
+        let (tmp, size) = sink.sync()?;
+        self.persist(meta, tmp, size, img.checksum)?;
+        self.state.replace(KvState {
+            data,
+            sessions: img.sessions,
+            applied: img.meta,
+        });
         info!(
             node_id = self.node_id,
             last_index = meta.last_index,
