@@ -191,7 +191,8 @@ impl Summary {
             status: if m.aborted.is_some() { "error" } else { "ok" }.to_string(),
             error: m.aborted.clone(),
             workload: w.kind.as_str().to_string(),
-            read_ratio: (w.kind == WorkloadKind::Mixed).then_some(w.read_ratio),
+            read_ratio: matches!(w.kind, WorkloadKind::Mixed | WorkloadKind::RwRegister)
+                .then_some(w.read_ratio),
             consistency: reads.then(|| w.consistency.as_str().to_string()),
             mode: mode.to_string(),
             clients: spec.load.workers(),

@@ -29,7 +29,15 @@ pub enum WorkloadKind {
     Mixed,
     /// Compare-and-swap: read-modify-write on each key, expecting the last value seen.
     Cas,
+    /// Multi-key transactions of the rw-register shape: 1 to [`TXN_KEYS_MAX`] distinct
+    /// keys, each read (with probability `read_ratio`) or written, applied atomically
+    /// in one request (etcd: one `Txn`). Counted as one write when it writes, else as
+    /// one read. Targets without multi-key transactions refuse it.
+    RwRegister,
 }
+
+/// Keys one rw-register transaction touches, at most.
+pub const TXN_KEYS_MAX: usize = 4;
 
 impl WorkloadKind {
     pub fn as_str(self) -> &'static str {
@@ -38,6 +46,7 @@ impl WorkloadKind {
             WorkloadKind::Read => "read",
             WorkloadKind::Mixed => "mixed",
             WorkloadKind::Cas => "cas",
+            WorkloadKind::RwRegister => "rw-register",
         }
     }
 }
@@ -69,7 +78,8 @@ impl Distribution {
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkloadSpec {
     pub kind: WorkloadKind,
-    /// Fraction of gets in a `Mixed` workload (0..=1).
+    /// Fraction of gets in a `Mixed` workload, of reads among a transaction's keys in
+    /// `RwRegister` (0..=1).
     pub read_ratio: f64,
     pub consistency: Consistency,
     /// Number of distinct keys.
@@ -145,6 +155,11 @@ pub enum Op {
         /// Key index and the tag of `new`, to update the shared hint afterwards.
         index: u64,
         tag: u64,
+    },
+    /// Reads and writes of distinct keys, applied atomically.
+    Txn {
+        reads: Vec<Bytes>,
+        writes: Vec<(Bytes, Bytes)>,
     },
 }
 
@@ -265,7 +280,31 @@ impl OpGenerator {
                 }
             }
             WorkloadKind::Cas => self.cas(index),
+            WorkloadKind::RwRegister => self.txn(index),
         }
+    }
+
+    /// A transaction on `first` and up to `TXN_KEYS_MAX - 1` more distinct keys.
+    fn txn(&mut self, first: u64) -> Op {
+        let n = 1 + self
+            .rng
+            .below(TXN_KEYS_MAX.min(self.spec.keys as usize) as u64) as usize;
+        let mut indexes = vec![first];
+        while indexes.len() < n {
+            let i = self.next_index();
+            if !indexes.contains(&i) {
+                indexes.push(i);
+            }
+        }
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        for i in indexes {
+            if self.rng.next_f64() < self.spec.read_ratio {
+                reads.push(key_for(b't', i));
+            } else {
+                writes.push((key_for(b't', i), self.value()));
+            }
+        }
+        Op::Txn { reads, writes }
     }
 
     fn put(&mut self, index: u64) -> Op {
@@ -307,7 +346,7 @@ impl OpGenerator {
 }
 
 /// `k/000000000042`: fixed width so keys sort by index; the prefix separates the CAS
-/// keys (`c/`) from the plain ones.
+/// keys (`c/`) and the transactions' keys (`t/`) from the plain ones.
 pub fn key_for(prefix: u8, index: u64) -> Bytes {
     Bytes::from(format!("{}/{index:012}", prefix as char))
 }
@@ -342,10 +381,50 @@ mod tests {
             match g.next_op() {
                 Op::Get { .. } => gets += 1,
                 Op::Put { value, .. } => assert_eq!(value.len(), 100),
-                Op::Cas { .. } => panic!("no cas in a mixed workload"),
+                Op::Cas { .. } | Op::Txn { .. } => panic!("only gets and puts in a mixed workload"),
             }
         }
         assert!((7_700..8_300).contains(&gets), "{gets}");
+    }
+
+    #[test]
+    fn rw_register_transactions_touch_distinct_keys() {
+        let spec = WorkloadSpec {
+            kind: WorkloadKind::RwRegister,
+            read_ratio: 0.5,
+            keys: 8,
+            value_size: 16,
+            ..WorkloadSpec::default()
+        };
+        let mut g = OpGenerator::new(&spec, 5, 0, 1, None);
+        let (mut reads, mut writes, mut multi) = (0, 0, 0);
+        for _ in 0..2_000 {
+            let Op::Txn {
+                reads: r,
+                writes: w,
+            } = g.next_op()
+            else {
+                panic!("only transactions");
+            };
+            let mut keys: Vec<&Bytes> = r.iter().chain(w.iter().map(|(k, _)| k)).collect();
+            let n = keys.len();
+            assert!((1..=TXN_KEYS_MAX).contains(&n));
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "distinct keys");
+            assert!(keys.iter().all(|k| k.starts_with(b"t/")));
+            multi += usize::from(n > 1);
+            reads += r.len();
+            writes += w.len();
+        }
+        assert!(
+            multi > 1_000,
+            "most transactions touch several keys: {multi}"
+        );
+        assert!(
+            reads > writes / 2 && writes > reads / 2,
+            "{reads} reads, {writes} writes"
+        );
     }
 
     #[test]

@@ -65,10 +65,12 @@ pub struct RunArgs {
     /// directory, stopped at the end) instead of given endpoints.
     #[arg(long)]
     pub cluster: Option<String>,
-    /// write, read, mixed or cas.
-    #[arg(long, default_value = "write", value_parser = ["write", "read", "mixed", "cas"])]
+    /// write, read, mixed, cas, or rw-register (multi-key transactions of up to 4 keys,
+    /// each read with probability --read-ratio or written; etcd only until d-engine has
+    /// multi-key transactions).
+    #[arg(long, default_value = "write", value_parser = ["write", "read", "mixed", "cas", "rw-register"])]
     pub workload: String,
-    /// Fraction of reads in a mixed workload.
+    /// Fraction of reads in a mixed workload (rw-register: of each transaction's keys).
     #[arg(long, default_value_t = 0.9)]
     pub read_ratio: f64,
     /// Read consistency: linearizable, lease (d-engine only) or serializable.
@@ -173,6 +175,7 @@ fn run_spec(a: &RunArgs) -> anyhow::Result<RunSpec> {
         "write" => WorkloadKind::Write,
         "read" => WorkloadKind::Read,
         "mixed" => WorkloadKind::Mixed,
+        "rw-register" => WorkloadKind::RwRegister,
         _ => WorkloadKind::Cas,
     };
     let consistency = match a.consistency.as_str() {
@@ -241,6 +244,12 @@ async fn target_spec(
 ) -> anyhow::Result<TargetSpec> {
     if name == "etcd" && a.consistency == "lease" {
         bail!("etcd has no lease reads: use --consistency linearizable or serializable");
+    }
+    if name == "dengine" && a.workload == "rw-register" {
+        bail!(
+            "the rw-register workload needs multi-key transactions, which d-engine does not \
+             have yet: use --target etcd (or noop)"
+        );
     }
     if name == "noop" {
         return Ok(TargetSpec::Noop);
@@ -449,5 +458,20 @@ mod tests {
                 .to_string()
                 .contains("clients")
         );
+    }
+
+    #[test]
+    fn d_engine_refuses_the_transaction_workload_before_starting_anything() {
+        let a = parse(&["bench", "--workload", "rw-register", "--cluster", "local:3"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let clusters = LocalClusters::default();
+        let out = std::env::temp_dir().join("bench-refuse-txn");
+        let Err(e) = rt.block_on(target_spec("dengine", &[], &a.run, &clusters, &out)) else {
+            panic!("the workload was accepted");
+        };
+        assert!(e.to_string().contains("multi-key transactions"), "{e}");
+        assert!(!out.exists(), "no cluster was started");
     }
 }

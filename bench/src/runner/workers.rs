@@ -146,6 +146,14 @@ async fn execute<T: Target>(target: &T, shared: &Shared, op: Op) -> Result<OpDon
                     succeeded: r.succeeded,
                 })
             }
+            Op::Txn { reads, writes } => {
+                let done = if writes.is_empty() {
+                    OpDone::Read
+                } else {
+                    OpDone::Write
+                };
+                target.txn(reads, writes).await.map(|_| done)
+            }
         }
     };
     match tokio::time::timeout(shared.op_timeout, fut).await {

@@ -145,6 +145,29 @@ impl Target for EtcdTarget {
         })
     }
 
+    /// One `Txn` with no compares: the ranges, then the puts.
+    async fn txn(&self, reads: Vec<Bytes>, writes: Vec<(Bytes, Bytes)>) -> Result<(), TargetError> {
+        let ranges = reads.into_iter().map(|key| RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest {
+                key,
+                ..Default::default()
+            })),
+        });
+        let puts = writes.into_iter().map(|(key, value)| RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key,
+                value,
+                ..Default::default()
+            })),
+        });
+        let req = TxnRequest {
+            compare: Vec::new(),
+            success: ranges.chain(puts).collect(),
+            failure: Vec::new(),
+        };
+        call(self.kv().txn(req)).await.map(|_| ())
+    }
+
     /// Asks every member for its status, so an unreachable endpoint is named.
     async fn probe(&self) -> Result<(), TargetError> {
         for (i, m) in self.maintenance.iter().enumerate() {

@@ -154,6 +154,22 @@ pub trait Target: Send + Sync + 'static {
         new: Bytes,
     ) -> impl Future<Output = Result<CasResult, TargetError>> + Send;
 
+    /// Reads `reads` and writes `writes` (distinct keys) atomically, in one
+    /// transaction. The default refuses: the target has no multi-key transactions.
+    fn txn(
+        &self,
+        reads: Vec<Bytes>,
+        writes: Vec<(Bytes, Bytes)>,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        let _ = (reads, writes);
+        async {
+            Err(TargetError::new(
+                ErrorKind::Other,
+                "this target has no multi-key transactions",
+            ))
+        }
+    }
+
     /// How the target's client shared RPCs among calls, if it batches them.
     fn batching(&self) -> Option<BatchingStats> {
         None

@@ -28,4 +28,12 @@ impl Target for NoopTarget {
             current: None,
         })
     }
+
+    async fn txn(
+        &self,
+        _reads: Vec<Bytes>,
+        _writes: Vec<(Bytes, Bytes)>,
+    ) -> Result<(), TargetError> {
+        Ok(())
+    }
 }
