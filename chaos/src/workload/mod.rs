@@ -10,9 +10,9 @@
 //! - [`watch`]: writers and watchers (etcd), recorded in `watch.jsonl` for
 //!   the watch validator.
 //!
-//! All of them count their ops through one [`Recorder`], which writes
-//! `history.jsonl` (empty for the watch workload, whose history is
-//! `watch.jsonl`).
+//! All of them write `history.jsonl` through one [`Recorder`] (for the
+//! watch workload only its writes, for the report and the summary; what the
+//! watch validator checks is `watch.jsonl`).
 
 pub mod recorder;
 pub mod register;

@@ -81,13 +81,6 @@ impl Recorder {
         writer.write_event(e).expect("cannot write history.jsonl");
     }
 
-    /// Counts a completion recorded elsewhere (the watch workload's own
-    /// file) in the summary's tallies and availability timeline.
-    pub(crate) fn count(&self, f: &str, kind: EventType) {
-        let time_ns = self.now_ns();
-        self.lock().1.completed(f, kind, time_ns);
-    }
-
     pub fn flush(&self) -> anyhow::Result<()> {
         Ok(self.lock().0.flush()?)
     }

@@ -27,12 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use d_engine_histories::EventType as HistEvent;
 use d_engine_histories::watch::format::{CancelRecord, EndRecord, ProgressRecord};
 use d_engine_histories::watch::{
     EventType, EventsRecord, Filter, WatchEvent, WatchOpen, WatchRecord, WatchWriter, WriteOp,
     WriteRecord, WriteType,
 };
+use d_engine_histories::{EventType as HistEvent, Value};
 use d_engine_proto::etcd::{etcdserverpb as etcd, mvccpb};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -162,6 +162,19 @@ fn txn_of(ops: &[WriteOp]) -> etcd::TxnRequest {
     }
 }
 
+/// A write as `history.jsonl` shows it (for the report's latency plots and
+/// the summary's counts; `watch.jsonl` is what the validator reads).
+fn ops_value(ops: &[WriteOp]) -> Value {
+    Value::List(
+        ops.iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value } => Value::Str(format!("put {key}={value}")),
+                WriteOp::Delete { key } => Value::Str(format!("delete {key}")),
+            })
+            .collect(),
+    )
+}
+
 /// One writer process: invoke, send, complete. Returns the revision an
 /// `ok` write committed at.
 async fn write_once(
@@ -172,6 +185,15 @@ async fn write_once(
     ops: Vec<WriteOp>,
     timeout: Duration,
 ) -> Result<Option<i64>, OpError> {
+    let summary = ops_value(&ops);
+    rec.event(
+        process,
+        HistEvent::Invoke,
+        "write",
+        None,
+        summary.clone(),
+        None,
+    );
     log.record(|time_ns| {
         WatchRecord::Write(WriteRecord {
             process,
@@ -197,7 +219,7 @@ async fn write_once(
         WriteType::Fail => HistEvent::Fail,
         _ => HistEvent::Info,
     };
-    rec.count("write", hist);
+    rec.event(process, hist, "write", None, summary, error.clone());
     log.record(|time_ns| {
         WatchRecord::Write(WriteRecord {
             process,
