@@ -51,7 +51,9 @@ pub struct CheckArgs {
     /// Give up after this long per history (verdict unknown, exit 2), e.g. 10s, 500ms, 2m.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Write an HTML timeline here (with several histories: FILE-<name>.html).
+    /// Write an HTML page here (with several histories: FILE-<name>.html): the
+    /// timeline; for transactions, each anomaly with its cycle drawn; for watch, the
+    /// violations.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
     /// Write a JSON report of all histories here.
@@ -200,7 +202,7 @@ fn check_file(
     };
     let named_watch = path.file_name().is_some_and(|n| n == "watch.jsonl");
     if args.model.as_deref() == Some("watch") || (args.model.is_none() && named_watch) {
-        return check_watch(&name, &bytes, args);
+        return check_watch(&name, &bytes, args, html_path);
     }
     let format = match args.format.as_str() {
         "auto" => match Format::detect(&name, &bytes) {
@@ -304,7 +306,7 @@ fn check_transactions(
 }
 
 /// The watch check of one `watch.jsonl`.
-fn check_watch(name: &str, bytes: &[u8], args: &CheckArgs) -> Outcome {
+fn check_watch(name: &str, bytes: &[u8], args: &CheckArgs, html_path: Option<&Path>) -> Outcome {
     let options = WatchOptions {
         timeout: args.timeout,
         ..WatchOptions::default()
@@ -320,6 +322,11 @@ fn check_watch(name: &str, bytes: &[u8], args: &CheckArgs) -> Outcome {
     println!("{}", report.verdict_line());
     for v in report.violations.iter().take(3) {
         println!("  {}: {}", v.guarantee.as_str(), v.message);
+    }
+    if let Some(path) = html_path
+        && let Err(e) = std::fs::write(path, watch::html::render(&report))
+    {
+        eprintln!("error: writing {}: {e}", path.display());
     }
     Outcome::Watch(Box::new(report))
 }

@@ -81,6 +81,24 @@ fn the_json_report_lists_violations_by_guarantee() {
 }
 
 #[test]
+fn the_html_page_lists_the_violations() {
+    let dir = TestDir::new("check-watch-html");
+    let html = dir.0.join("watch.html");
+    let html_arg = html.display().to_string();
+    let out = dengine(&[
+        "--model",
+        "watch",
+        "--html",
+        &html_arg,
+        &fixture("split.jsonl"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let page = std::fs::read_to_string(&html).expect("the page was written");
+    assert!(page.contains("<td>atomic</td><td>1</td>"), "{page}");
+    assert!(page.contains("class=\"verdict bad\""));
+}
+
+#[test]
 fn a_file_named_watch_jsonl_needs_no_model_and_garbage_is_unreadable() {
     let dir = TestDir::new("check-watch-auto");
     let path = dir.0.join("watch.jsonl");

@@ -1,5 +1,6 @@
 //! The HTML section of a transactional check: per anomaly, the cycle's
-//! transactions (with their micro-ops) and its edges with their reasons.
+//! transactions (with their micro-ops), a drawing of the cycle, and its
+//! edges with their reasons.
 
 use std::fmt::Write;
 
@@ -41,6 +42,7 @@ pub fn section(h: &TxnHistory, result: &TxnResult, models: &[Consistency]) -> St
             );
         }
         out.push_str("</table>");
+        out.push_str(&super::svg::cycle(a));
         if !a.steps.is_empty() {
             out.push_str("<ol class=\"edges\">");
             for s in &a.steps {
@@ -100,6 +102,11 @@ mod tests {
         assert!(page.contains("<h3>G2-item</h3>"));
         assert!(page.contains("<td><code>[[:r 1 nil] [:append 2 1]]</code></td>"));
         assert_eq!(page.matches("<b>rw</b>").count(), 2);
+        assert_eq!(
+            page.matches("<svg class=\"cycle\"").count(),
+            1,
+            "the cycle is drawn"
+        );
         assert!(page.contains("class=\"verdict bad\""));
         assert!(page.contains("t&lt;1&gt;") && !page.contains("t<1>"));
     }

@@ -44,6 +44,7 @@ pub mod order;
 pub mod register;
 pub mod report;
 pub mod scc;
+pub mod svg;
 pub mod synth;
 
 use std::collections::BTreeMap;

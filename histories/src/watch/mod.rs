@@ -38,6 +38,7 @@
 pub mod committed;
 pub mod format;
 pub mod history;
+pub mod html;
 pub mod prevkv;
 pub mod progress;
 pub mod reliable;
