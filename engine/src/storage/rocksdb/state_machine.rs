@@ -1,35 +1,55 @@
 //! [`RocksDBStateMachine`]: the KV state in RocksDB. Data, session records and the last
 //! applied index of a batch go into one write batch, so they are always consistent.
+//!
+//! Snapshots never hold the whole state in memory. A build takes a RocksDB snapshot
+//! (a point-in-time view) with the applied meta and a copy of the session table under
+//! the apply lock, releases it, and streams the view into the image file, so applies
+//! go on meanwhile. An install streams the image into the column family not in use
+//! (`data` and `data_b` take turns; the meta key `active` names the live one), in
+//! write batches of a few MiB, verifies the checksum, and then switches with one
+//! synced write batch (sessions, applied and durable meta, and `active`). A
+//! column-family switch rather than a staging database renamed into place: the
+//! switch is a single atomic RocksDB write, the database is never closed under
+//! readers, and a crash needs no rename protocol to recover from; a failed install
+//! leaves only the spare family to be cleared by the next one.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
+use tracing::warn;
 
 use super::db_err;
 use crate::core::types::{Entry, SessionKey, SnapshotMeta};
 use crate::storage::codec::{self, Reader, Writer};
 use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
-use crate::storage::file::io::{ensure_dir, remove_file, write_atomic};
-use crate::storage::kv::{Applier, ImageEncoder, KvStore, decode_image, image_checksum};
-use crate::storage::session_table::{SessionRecord, SessionTable};
-use crate::storage::state_machine::{
-    SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, chunks_of, collect_chunks,
+use crate::storage::file::image::{
+    FileSink, ImageWriter, StreamedImage, TempFile, check_covers, decode_stream,
+    file_size_and_checksum,
 };
+use crate::storage::file::io::{ensure_dir, remove_file};
+use crate::storage::kv::{Applier, KvStore};
+use crate::storage::session_table::{SessionRecord, SessionTable};
+use crate::storage::state_machine::{SNAPSHOT_CHUNK_BYTES, Snapshot, StateMachine, file_chunks};
 
 const CF_DATA: &str = "data";
+/// The data column family's partner: an install streams into whichever is not live.
+const CF_DATA_B: &str = "data_b";
+/// Meta key naming the live data column family (absent: `data`).
+const KEY_ACTIVE: &[u8] = b"active";
+/// Size at which an install writes its batch of pairs and starts the next.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
 const CF_SESSIONS: &str = "sessions";
 const CF_META: &str = "meta";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_DURABLE: &[u8] = b"snapshot";
 const SNAPSHOT_FILE: &str = "snapshot.img";
-const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
 
 /// The applier's in-memory copy of the replicated bookkeeping.
 struct ApplyState {
@@ -46,6 +66,12 @@ pub struct RocksDBStateMachine {
     db_path: PathBuf,
     /// Held while applying: one applier at a time, and snapshots see whole batches.
     state: Mutex<ApplyState>,
+    /// The live data column family. Readers hold it for their whole read, so the
+    /// family an install switched away from is cleared only once no one reads it;
+    /// written (after `state`) only by the switch.
+    active: RwLock<&'static str>,
+    /// Held by a build or an install for its whole file and staging work.
+    snapshot_io: Mutex<()>,
     /// One process per directory (last, so it is released after the database closes).
     _lock: DirLock,
 }
@@ -152,7 +178,7 @@ impl RocksDBStateMachine {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_DATA, CF_SESSIONS, CF_META]
+        let cfs = [CF_DATA, CF_DATA_B, CF_SESSIONS, CF_META]
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
             .map_err(|e| db_err("opening rocksdb", &db_path, e))?;
@@ -171,6 +197,19 @@ impl RocksDBStateMachine {
             {
                 Some(v) => codec::decode_snapshot_meta(&v).map_err(|e| corrupt("applied meta", e)),
                 None => Ok(SnapshotMeta::default()),
+            }
+        };
+        let active = match db
+            .get_cf(meta_cf, KEY_ACTIVE)
+            .map_err(|e| db_err("reading", &db_path, e))?
+        {
+            None => CF_DATA,
+            Some(v) if v == CF_DATA.as_bytes() => CF_DATA,
+            Some(v) if v == CF_DATA_B.as_bytes() => CF_DATA_B,
+            Some(v) => {
+                let e =
+                    codec::DecodeError(format!("unknown family {:?}", String::from_utf8_lossy(&v)));
+                return Err(corrupt("active data family", e));
             }
         };
         let applied = read_meta(KEY_APPLIED)?;
@@ -196,6 +235,8 @@ impl RocksDBStateMachine {
                 applied,
                 durable,
             }),
+            active: RwLock::new(active),
+            snapshot_io: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -227,13 +268,38 @@ impl RocksDBStateMachine {
 
     fn snapshot_from_file(&self, meta: SnapshotMeta) -> Result<Snapshot> {
         let path = self.image_path();
-        let image = fs::read(&path).map_err(|e| StorageError::io("reading", &path, e))?;
+        let file = fs::File::open(&path).map_err(|e| StorageError::io("opening", &path, e))?;
+        let (size_bytes, checksum) = file_size_and_checksum(&file, &path)?;
         Ok(Snapshot {
             meta,
-            size_bytes: image.len() as u64,
-            checksum: image_checksum(&image).unwrap_or(0),
-            chunks: chunks_of(Bytes::from(image), SNAPSHOT_CHUNK_BYTES),
+            size_bytes,
+            checksum,
+            chunks: file_chunks(file, path, SNAPSHOT_CHUNK_BYTES),
         })
+    }
+
+    fn active(&self) -> std::sync::RwLockReadGuard<'_, &'static str> {
+        self.active.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes every key of column family `name` (one range deletion and one point
+    /// deletion for the last key).
+    fn clear_cf(&self, name: &str) -> Result<()> {
+        let cf = self.cf(name)?;
+        let last_key = self
+            .db
+            .iterator_cf(cf, IteratorMode::End)
+            .next()
+            .transpose()
+            .map_err(|e| db_err("reading", &self.db_path, e))?
+            .map(|(k, _)| k);
+        if let Some(last) = last_key {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(cf, &[][..], &last[..]);
+            batch.delete_cf(cf, &last[..]);
+            self.write(batch, false)?;
+        }
+        Ok(())
     }
 
     fn set_durable(&self, st: &mut ApplyState, meta: &SnapshotMeta) -> Result<()> {
@@ -257,7 +323,8 @@ impl RocksDBStateMachine {
         applied: &mut SnapshotMeta,
         entries: &[Entry],
     ) -> Result<Vec<Bytes>> {
-        let data = self.cf(CF_DATA)?;
+        // The caller holds `state`, so no switch happens during the batch.
+        let data = self.cf(*self.active())?;
         let mut overlay = Overlay {
             db: &self.db,
             cf: data,
@@ -332,32 +399,37 @@ impl StateMachine for RocksDBStateMachine {
     }
 
     fn build_snapshot(&self) -> Result<Snapshot> {
-        let mut st = self.lock();
-        // A RocksDB snapshot taken under the apply lock sees whole batches only.
-        let snap = self.db.snapshot();
-        let meta = st.applied.clone();
-        let mut enc = ImageEncoder::new(&meta);
-        for (id, rec) in &st.sessions {
-            enc.session(*id, rec);
+        let _io = self.snapshot_io.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the apply lock only to fix the point in time: a RocksDB snapshot taken
+        // there sees whole batches, and the session records and applied meta written
+        // with them. The image is streamed from it after the lock is released.
+        let (meta, snap, family) = {
+            let st = self.lock();
+            let family = *self.active();
+            (st.applied.clone(), self.db.snapshot(), family)
+        };
+        let mut w = ImageWriter::create(self.temp_image_path(), &meta)?;
+        let read_err = |e| db_err("reading", &self.db_path, e);
+        for item in snap.iterator_cf(self.cf(CF_SESSIONS)?, IteratorMode::Start) {
+            let (k, v) = item.map_err(read_err)?;
+            let corrupt = |e: codec::DecodeError| StorageError::corrupt(&self.db_path, 0, e.0);
+            let id = decode_session_key(&k).map_err(corrupt)?;
+            w.session(id, &decode_session(&v).map_err(corrupt)?)?;
         }
-        enc.end_sessions();
-        for item in snap.iterator_cf(self.cf(CF_DATA)?, IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| db_err("reading", &self.db_path, e))?;
-            enc.pair(&k, &v);
+        w.end_sessions();
+        for item in snap.iterator_cf(self.cf(family)?, IteratorMode::Start) {
+            let (k, v) = item.map_err(read_err)?;
+            w.pair(&k, &v)?;
         }
-        let image = enc.finish();
-        write_atomic(&self.dir, SNAPSHOT_FILE, &image)?;
+        drop(snap);
+        let img = w.finish()?;
+        img.tmp.persist(&self.image_path())?;
         // The data is flushed to disk too, so the durable point is real.
         self.db
             .flush_wal(true)
             .map_err(|e| db_err("syncing", &self.db_path, e))?;
-        self.set_durable(&mut st, &meta)?;
-        Ok(Snapshot {
-            meta,
-            size_bytes: image.len() as u64,
-            checksum: image_checksum(&image).unwrap_or(0),
-            chunks: chunks_of(Bytes::from(image), SNAPSHOT_CHUNK_BYTES),
-        })
+        self.set_durable(&mut self.lock(), &meta)?;
+        self.snapshot_from_file(meta)
     }
 
     fn current_snapshot(&self) -> Result<Option<Snapshot>> {
@@ -373,68 +445,39 @@ impl StateMachine for RocksDBStateMachine {
         meta: &SnapshotMeta,
         chunks: &mut dyn Iterator<Item = Result<Bytes>>,
     ) -> Result<()> {
-        let image = collect_chunks(chunks, SNAPSHOT_BYTES_MAX)?;
-        // No apply may slip in between clearing the keys and writing the image.
-        let mut st = self.lock();
-        let data = self.cf(CF_DATA)?;
-        let mut batch = WriteBatch::default();
-        // Clear every current key: the range [empty key, last key) plus the last key.
-        let last_key = self
-            .db
-            .iterator_cf(data, IteratorMode::End)
-            .next()
-            .transpose()
-            .map_err(|e| db_err("reading", &self.db_path, e))?
-            .map(|(k, _)| k);
-        if let Some(last) = last_key {
-            batch.delete_range_cf(data, &[][..], &last[..]);
-            batch.delete_cf(data, &last[..]);
+        let _io = self.snapshot_io.lock().unwrap_or_else(|e| e.into_inner());
+        let spare = if *self.active() == CF_DATA {
+            CF_DATA_B
+        } else {
+            CF_DATA
+        };
+        // Leftovers of an install that failed or was cut short by a crash.
+        self.clear_cf(spare)?;
+        match self.stage(meta, spare, chunks) {
+            Ok((img, tmp)) => self.switch(spare, img, tmp),
+            Err(e) => {
+                if let Err(c) = self.clear_cf(spare) {
+                    warn!(error = %c, "clearing the spare data family after a failed install");
+                }
+                Err(e)
+            }
         }
-        let (img_meta, sessions) = decode_image(&image, &mut |k, v| {
-            batch.put_cf(data, k, v);
-            Ok(())
-        })
-        .map_err(|e| StorageError::Decode {
-            what: "snapshot image",
-            reason: e.0,
-        })?;
-        if img_meta.last_index != meta.last_index || img_meta.last_term != meta.last_term {
-            return Err(StorageError::Decode {
-                what: "snapshot image",
-                reason: format!(
-                    "image covers index {} term {}, expected index {} term {}",
-                    img_meta.last_index, img_meta.last_term, meta.last_index, meta.last_term
-                ),
-            });
-        }
-        let sess_cf = self.cf(CF_SESSIONS)?;
-        batch.delete_range_cf(sess_cf, &[0u8; 8][..], &[0xffu8; 9][..]);
-        for (id, r) in &sessions {
-            batch.put_cf(sess_cf, session_key(*id), encode_session(r));
-        }
-        let meta_cf = self.cf(CF_META)?;
-        batch.put_cf(meta_cf, KEY_APPLIED, codec::encode_snapshot_meta(&img_meta));
-        batch.put_cf(meta_cf, KEY_DURABLE, codec::encode_snapshot_meta(&img_meta));
-        write_atomic(&self.dir, SNAPSHOT_FILE, &image)?;
-        self.write(batch, true)?;
-        st.sessions = sessions;
-        st.applied = img_meta.clone();
-        st.durable = img_meta;
-        Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let family = self.active();
         let v = self
             .db
-            .get_cf(self.cf(CF_DATA)?, key)
+            .get_cf(self.cf(*family)?, key)
             .map_err(|e| db_err("reading", &self.db_path, e))?;
         Ok(v.map(Bytes::from))
     }
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
         let mut out = Vec::new();
+        let family = self.active();
         let iter = self.db.iterator_cf(
-            self.cf(CF_DATA)?,
+            self.cf(*family)?,
             IteratorMode::From(start, Direction::Forward),
         );
         for item in iter {
@@ -448,6 +491,71 @@ impl StateMachine for RocksDBStateMachine {
             out.push((Bytes::from(k.into_vec()), Bytes::from(v.into_vec())));
         }
         Ok(out)
+    }
+}
+
+impl RocksDBStateMachine {
+    fn temp_image_path(&self) -> PathBuf {
+        self.dir.join(format!("{SNAPSHOT_FILE}.tmp"))
+    }
+
+    /// Streams an image into the spare data family `spare` (batches of a few MiB,
+    /// not synced: the switch's synced write makes them durable) and into a temporary
+    /// image file, and verifies it. Nothing live changes.
+    fn stage(
+        &self,
+        meta: &SnapshotMeta,
+        spare: &'static str,
+        chunks: &mut dyn Iterator<Item = Result<Bytes>>,
+    ) -> Result<(StreamedImage, TempFile)> {
+        let cf = self.cf(spare)?;
+        let mut sink = FileSink::create(self.temp_image_path())?;
+        let mut batch = WriteBatch::default();
+        let img = decode_stream(chunks, &mut |c| sink.write(c), &mut |k, v| {
+            batch.put_cf(cf, k, v);
+            if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+                self.write(std::mem::take(&mut batch), false)?;
+            }
+            Ok(())
+        })?;
+        check_covers(&img.meta, meta)?;
+        self.write(batch, false)?;
+        let (tmp, _) = sink.sync()?;
+        Ok((img, tmp))
+    }
+
+    /// Makes the staged family live: one synced batch replaces the session records,
+    /// the applied and durable meta and the `active` key together. Then the image file
+    /// is renamed into place and the family switched away from is cleared.
+    fn switch(&self, spare: &'static str, img: StreamedImage, tmp: TempFile) -> Result<()> {
+        let mut st = self.lock();
+        let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+        let old = *active;
+        let sess_cf = self.cf(CF_SESSIONS)?;
+        let mut batch = WriteBatch::default();
+        // Session keys are 8 or 12 bytes: all below 13 bytes of 0xff.
+        batch.delete_range_cf(sess_cf, &[][..], &[0xffu8; 13][..]);
+        for (id, r) in &img.sessions {
+            batch.put_cf(sess_cf, session_key(*id), encode_session(r));
+        }
+        let meta_cf = self.cf(CF_META)?;
+        batch.put_cf(meta_cf, KEY_APPLIED, codec::encode_snapshot_meta(&img.meta));
+        batch.put_cf(meta_cf, KEY_DURABLE, codec::encode_snapshot_meta(&img.meta));
+        batch.put_cf(meta_cf, KEY_ACTIVE, spare.as_bytes());
+        self.write(batch, true)?;
+        *active = spare;
+        st.sessions = img.sessions;
+        st.applied = img.meta.clone();
+        st.durable = img.meta;
+        drop(active);
+        drop(st);
+        // A crash before this rename leaves the previous image file under the new
+        // durable meta; a receiver refuses it (the image covers another index).
+        tmp.persist(&self.image_path())?;
+        if let Err(e) = self.clear_cf(old) {
+            warn!(error = %e, "clearing the data family switched away from");
+        }
+        Ok(())
     }
 }
 
