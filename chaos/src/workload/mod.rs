@@ -188,9 +188,19 @@ impl WorkloadState {
 
     /// Writes out what is buffered.
     pub fn flush(&self) -> anyhow::Result<()> {
-        match &self.watch {
-            Some((log, _)) => log.flush(),
-            None => Ok(()),
+        if let Some((log, _)) = &self.watch {
+            log.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WorkloadState {
+    /// A run that stops early leaves no watcher running.
+    fn drop(&mut self) {
+        if let Some((log, shared)) = &self.watch {
+            shared.abort();
+            let _ = log.flush();
         }
     }
 }

@@ -95,6 +95,21 @@ pub struct WatchShared {
     tasks: Mutex<Vec<tokio::task::JoinHandle<bool>>>,
 }
 
+impl WatchShared {
+    /// Stops the watchers still running (a run that ended early, before
+    /// [`finish`]): their tasks hold this value, so it cannot be a `Drop`.
+    pub fn abort(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
 fn key(k: u64) -> String {
     format!("{PREFIX}k{k}")
 }
