@@ -36,6 +36,10 @@ use crate::core::{Body, Message, NodeId, refusal};
 use crate::node::request::PeerInbound;
 use crate::storage::StateMachine;
 
+/// Requests queued on one outbound replication stream (appends, heartbeats) while
+/// gRPC sends the ones before. Past it a request is dropped, as a lost message
+/// would be: Raft sends it again (the next heartbeat or a probe).
+pub const REPLICATE_STREAM_QUEUE: usize = 1024;
 /// What every link needs to know.
 #[derive(Clone)]
 pub(crate) struct LinkContext {
@@ -214,7 +218,7 @@ fn open_stream(peer: NodeId, c: &mut Connection, first: pb::ReplicateRequest, ct
         }
         backoff.attempt(now);
     }
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel(REPLICATE_STREAM_QUEUE);
     let _ = tx.try_send(first);
     c.stream = Some(tx);
     let mut client = c.client.clone();

@@ -27,6 +27,11 @@ use crate::node::request::PeerInbound;
 /// Snapshot transfers received at once; another is refused (the leader retries).
 pub const INBOUND_SNAPSHOTS_MAX: usize = 1;
 
+/// Replies of one inbound replication stream queued for the peer (from the event
+/// loop, and encoded for the response stream). Past it the event loop drops the
+/// reply, as a lost message would be: the leader sends again.
+pub const REPLICATE_REPLIES_QUEUE: usize = 1024;
+
 /// Counters of refused peer messages, by reason.
 #[derive(Debug, Default)]
 pub struct RefusedCounters {
@@ -335,8 +340,9 @@ impl RaftPeer for PeerService {
         req: Request<Streaming<pb::ReplicateRequest>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
         let mut incoming = req.into_inner();
-        let (reply_tx, mut reply_rx) = mpsc::channel::<Message>(1024);
-        let (out_tx, out_rx) = mpsc::channel::<Result<pb::ReplicateResponse, Status>>(1024);
+        let (reply_tx, mut reply_rx) = mpsc::channel::<Message>(REPLICATE_REPLIES_QUEUE);
+        let (out_tx, out_rx) =
+            mpsc::channel::<Result<pb::ReplicateResponse, Status>>(REPLICATE_REPLIES_QUEUE);
         let this = self.clone();
         // Replies from the event loop → the response stream.
         let header = self.header();
