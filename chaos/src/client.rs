@@ -49,6 +49,9 @@ const REDIRECTS_MAX: usize = 2;
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
     Linearizable,
+    /// d-engine only: served by the leader within its lease (linearizable while
+    /// clocks drift less than the configured margin).
+    Lease,
     Serializable,
 }
 
@@ -56,8 +59,18 @@ impl Consistency {
     pub fn parse(s: &str) -> Option<Consistency> {
         match s {
             "linearizable" => Some(Consistency::Linearizable),
+            "lease" => Some(Consistency::Lease),
             "serializable" => Some(Consistency::Serializable),
             _ => None,
+        }
+    }
+
+    /// d-engine's level for this consistency.
+    fn dengine(self) -> de::ReadConsistency {
+        match self {
+            Consistency::Linearizable => de::ReadConsistency::Linearizable,
+            Consistency::Lease => de::ReadConsistency::Lease,
+            Consistency::Serializable => de::ReadConsistency::Serializable,
         }
     }
 }
@@ -712,10 +725,7 @@ impl DengineClient {
     }
 
     async fn get(&self, key: &[u8], consistency: Consistency) -> Result<Option<Vec<u8>>, OpError> {
-        let level = match consistency {
-            Consistency::Linearizable => de::ReadConsistency::Linearizable,
-            Consistency::Serializable => de::ReadConsistency::Serializable,
-        };
+        let level = consistency.dengine();
         let mut leader = None;
         for _ in 0..=REDIRECTS_MAX {
             let req = de::GetRequest {
@@ -745,10 +755,7 @@ impl DengineClient {
         prefix: &[u8],
         consistency: Consistency,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OpError> {
-        let level = match consistency {
-            Consistency::Linearizable => de::ReadConsistency::Linearizable,
-            Consistency::Serializable => de::ReadConsistency::Serializable,
-        };
+        let level = consistency.dengine();
         let mut out = Vec::new();
         let mut leader = None;
         let mut start = Vec::new();

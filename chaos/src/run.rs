@@ -48,6 +48,9 @@ impl NetBackend {
     }
 }
 
+/// The d-engine config key that turns lease reads on.
+const LEASE_KEY: &str = "read.lease_enabled";
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -168,6 +171,9 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
     if let Some(why) = cfg.workload.kind.unsupported_on(cfg.target) {
         bail!(why);
     }
+    if cfg.target == TargetKind::Etcd && cfg.workload.consistency == Consistency::Lease {
+        bail!("etcd has no lease reads: use --consistency linearizable or serializable");
+    }
     let membership = membership::driver_for(cfg.target);
     if cfg.families.contains(&Family::Membership) && membership.is_none() {
         bail!(
@@ -219,6 +225,16 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Summary> {
     spec.netns = cfg.net == NetBackend::Netns;
     spec.binary = cfg.binary.clone();
     spec.extra = cfg.extra.clone();
+    // Lease reads are off by default on a d-engine node (they are then served as
+    // linearizable): a run that asks for them turns them on, unless told otherwise.
+    if cfg.workload.consistency == Consistency::Lease
+        && !spec.extra.iter().any(|(k, _)| k == LEASE_KEY)
+    {
+        spec.extra.push((LEASE_KEY.to_owned(), "true".to_owned()));
+        let note = format!("{LEASE_KEY}=true set on every node for the lease reads");
+        eprintln!("chaos: {note}");
+        notes.push(note);
+    }
     let mut cluster = LocalCluster::start(spec).await?;
     let result = drive(cfg, schedule, membership, &mut cluster).await;
     let result = result.map(|mut s| {

@@ -215,3 +215,42 @@ async fn dengine_set_under_kills_and_partitions_loses_nothing() {
     assert_eq!(summary.exit_code, 0);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Lease reads under pauses, kills and partitions (pauses are where a lease
+/// goes wrong: a stopped leader must not believe in its lease when it
+/// resumes): the history stays linearizable, with most reads served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dengine_lease_reads_under_pauses_kills_and_partitions_stay_linearizable() {
+    let Some(bin) = binary() else { return };
+    let out = out_dir("lease");
+    let mut cfg = RunConfig::new(
+        TargetKind::Dengine,
+        3,
+        Duration::from_secs(12),
+        6,
+        out.clone(),
+    );
+    cfg.binary = Some(bin);
+    cfg.families = Family::parse_list("pause,kill,partition").unwrap();
+    cfg.workload.keys = 3;
+    cfg.workload.read_fraction = 0.7;
+    cfg.workload.consistency = Consistency::Lease;
+    let summary = run(&cfg).await.expect("run completes");
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    assert_eq!(serde_json::to_value(summary.consistency).unwrap(), "lease");
+    assert!(
+        summary
+            .notes
+            .iter()
+            .any(|n| n.contains("read.lease_enabled=true")),
+        "leases were turned on: {:?}",
+        summary.notes
+    );
+    let reads = summary.ops["read"].get("ok").copied().unwrap_or(0);
+    assert!(reads > 200, "lease reads served: {reads}");
+    assert!(summary.faults_total >= 2, "faults were injected");
+    assert_eq!(summary.verdict, "linearizable");
+    assert!(summary.recovered);
+    assert_eq!(summary.exit_code, 0);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -55,9 +55,10 @@ pub struct ChaosArgs {
     /// (0: never).
     #[arg(long, default_value_t = 1000)]
     pub watch_progress_ms: u64,
-    /// Read consistency of the workload: linearizable or serializable (for the
-    /// transactional workloads: of the read-only transactions).
-    #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "serializable"])]
+    /// Read consistency of the workload: linearizable, lease (d-engine: served by the
+    /// leader within its lease) or serializable (for the transactional workloads: of the
+    /// read-only transactions).
+    #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "lease", "serializable"])]
     pub consistency: String,
     /// Number of registers (register), keys in use at once (list-append, rw-register)
     /// or sets in use at once (set).
