@@ -278,18 +278,7 @@ pub(crate) fn decode_stream(
         crc: 0,
         ended: false,
     };
-    b.need(IMAGE_MAGIC.len())?;
-    if &b.rest()[..IMAGE_MAGIC.len()] != IMAGE_MAGIC {
-        return Err(decode_err("not a snapshot image (bad magic)".into()));
-    }
-    b.pos += IMAGE_MAGIC.len();
-    let (version, meta) = b.parse(&mut |s| {
-        let mut r = Reader::new(s);
-        let version = r.u32()?;
-        let mut r = Reader::new(&s[4..]).with_version(image_codec_version(version)?);
-        let meta = codec::get_snapshot_meta(&mut r)?;
-        Ok(((version, meta), 4 + r.position()))
-    })?;
+    let (version, meta) = decode_header(&mut b)?;
     let codec_version = image_codec_version(version).map_err(|e| decode_err(e.0))?;
     let mut sessions = SessionTable::default();
     while let Some((id, rec)) = b.parse(&mut |s| {
@@ -306,6 +295,37 @@ pub(crate) fn decode_stream(
         sessions,
         checksum,
     })
+}
+
+/// The magic, the format version and the meta.
+fn decode_header(b: &mut ChunkBuf<'_>) -> Result<(u32, SnapshotMeta)> {
+    b.need(IMAGE_MAGIC.len())?;
+    if &b.rest()[..IMAGE_MAGIC.len()] != IMAGE_MAGIC {
+        return Err(decode_err("not a snapshot image (bad magic)".into()));
+    }
+    b.pos += IMAGE_MAGIC.len();
+    b.parse(&mut |s| {
+        let mut r = Reader::new(s);
+        let version = r.u32()?;
+        let mut r = Reader::new(&s[4..]).with_version(image_codec_version(version)?);
+        let meta = codec::get_snapshot_meta(&mut r)?;
+        Ok(((version, meta), 4 + r.position()))
+    })
+}
+
+/// The meta in an image file's header (the rest is neither read nor verified).
+pub(crate) fn file_header_meta(path: &Path) -> Result<SnapshotMeta> {
+    let file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
+    let mut chunks = crate::storage::state_machine::file_chunks(file, path.to_path_buf(), 4096);
+    let mut b = ChunkBuf {
+        chunks: &mut chunks,
+        tee: &mut |_| Ok(()),
+        buf: Vec::new(),
+        pos: 0,
+        crc: 0,
+        ended: false,
+    };
+    Ok(decode_header(&mut b)?.1)
 }
 
 /// The key-value section, up to and including its end marker.

@@ -30,7 +30,7 @@ use crate::storage::codec::{self, Reader, Writer};
 use crate::storage::dir_lock::DirLock;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::file::image::{
-    FileSink, ImageWriter, StreamedImage, TempFile, check_covers, decode_stream,
+    FileSink, ImageWriter, StreamedImage, TempFile, check_covers, decode_stream, file_header_meta,
     file_size_and_checksum,
 };
 use crate::storage::file::io::{ensure_dir, remove_file};
@@ -437,6 +437,17 @@ impl StateMachine for RocksDBStateMachine {
         if durable.last_index == 0 || !self.image_path().exists() {
             return Ok(None);
         }
+        // An install renames its image into place just before its switch: an error
+        // or a crash between the two leaves an image newer than the durable meta.
+        let img = file_header_meta(&self.image_path())?;
+        if (img.last_index, img.last_term) != (durable.last_index, durable.last_term) {
+            warn!(
+                image = img.last_index,
+                durable = durable.last_index,
+                "snapshot image does not match the durable snapshot; not serving it"
+            );
+            return Ok(None);
+        }
         self.snapshot_from_file(durable).map(Some)
     }
 
@@ -524,10 +535,14 @@ impl RocksDBStateMachine {
         Ok((img, tmp))
     }
 
-    /// Makes the staged family live: one synced batch replaces the session records,
-    /// the applied and durable meta and the `active` key together. Then the image file
-    /// is renamed into place and the family switched away from is cleared.
+    /// Makes the staged family live: the image file is renamed into place, then one
+    /// synced batch replaces the session records, the applied and durable meta and
+    /// the `active` key together; then the family switched away from is cleared.
     fn switch(&self, spare: &'static str, img: StreamedImage, tmp: TempFile) -> Result<()> {
+        // Before the switch, so an error after it cannot leave a switched state
+        // reported as failed. Until the switch, the file is newer than the durable
+        // meta, and `current_snapshot` does not serve it.
+        tmp.persist(&self.image_path())?;
         let mut st = self.lock();
         let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
         let old = *active;
@@ -549,9 +564,6 @@ impl RocksDBStateMachine {
         st.durable = img.meta;
         drop(active);
         drop(st);
-        // A crash before this rename leaves the previous image file under the new
-        // durable meta; a receiver refuses it (the image covers another index).
-        tmp.persist(&self.image_path())?;
         if let Err(e) = self.clear_cf(old) {
             warn!(error = %e, "clearing the data family switched away from");
         }
