@@ -27,6 +27,9 @@ const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Largest header or session item: a parse that still fails with this much buffered
 /// is corrupt, not short of bytes.
 const ITEM_PARSE_MAX: usize = 16 << 20;
+/// Largest key plus value accepted in an image: far above what a client may write
+/// (a value of 1 MiB), so only a damaged length is refused before it is buffered.
+const PAIR_BYTES_MAX: usize = 64 << 20;
 
 fn decode_err(reason: String) -> StorageError {
     StorageError::Decode {
@@ -343,8 +346,14 @@ fn decode_pairs(b: &mut ChunkBuf<'_>, visit: &mut PairSink<'_>) -> Result<()> {
         }
         b.need(5)?;
         let klen = b.u32_at(1);
+        if klen > PAIR_BYTES_MAX {
+            return Err(decode_err(format!("a key of {klen} bytes")));
+        }
         b.need(9 + klen)?;
         let vlen = b.u32_at(5 + klen);
+        if klen + vlen > PAIR_BYTES_MAX {
+            return Err(decode_err(format!("a pair of {} bytes", klen + vlen)));
+        }
         let len = 9 + klen + vlen;
         b.need(len)?;
         let item = b.rest();
@@ -514,5 +523,22 @@ mod tests {
         let mut longer = image.clone();
         longer.push(0);
         assert!(decode_all(&longer, 1000).is_err());
+    }
+
+    #[test]
+    fn a_damaged_length_is_refused_before_it_is_buffered() {
+        let mut st = KvState::default();
+        st.data.insert(Bytes::from("k"), Bytes::from("v"));
+        let mut image = st.encode_image();
+        // The high byte of the value's length (before the value, the end marker and
+        // the trailer).
+        let at = image.len() - 4 - 1 - 1 - 1;
+        image[at] = 0x7f;
+        // A stream that would go on for a long time if the decoder waited for the
+        // 2 GiB the length claims.
+        let mut chunks = std::iter::once(Ok(Bytes::from(image)))
+            .chain(std::iter::repeat_with(|| Ok(Bytes::from(vec![0u8; 1 << 20]))).take(1 << 12));
+        let err = decode_stream(&mut chunks, &mut |_| Ok(()), &mut |_, _| Ok(())).err();
+        assert!(format!("{err:?}").contains("a pair of"), "{err:?}");
     }
 }
