@@ -165,6 +165,27 @@ fn decode_session(b: &[u8]) -> std::result::Result<SessionRecord, codec::DecodeE
     })
 }
 
+/// The live data column family named in the meta family (`data` when unset, as in
+/// databases written before installs took turns).
+fn read_active(db: &DB, meta_cf: &rocksdb::ColumnFamily, path: &Path) -> Result<&'static str> {
+    let v = db
+        .get_cf(meta_cf, KEY_ACTIVE)
+        .map_err(|e| db_err("reading", path, e))?;
+    match v.as_deref() {
+        None => Ok(CF_DATA),
+        Some(v) if v == CF_DATA.as_bytes() => Ok(CF_DATA),
+        Some(v) if v == CF_DATA_B.as_bytes() => Ok(CF_DATA_B),
+        Some(v) => Err(StorageError::corrupt(
+            path,
+            0,
+            format!(
+                "active data family: unknown family {:?}",
+                String::from_utf8_lossy(v)
+            ),
+        )),
+    }
+}
+
 impl RocksDBStateMachine {
     /// Opens (or creates) the state machine in directory `path`.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
@@ -199,19 +220,7 @@ impl RocksDBStateMachine {
                 None => Ok(SnapshotMeta::default()),
             }
         };
-        let active = match db
-            .get_cf(meta_cf, KEY_ACTIVE)
-            .map_err(|e| db_err("reading", &db_path, e))?
-        {
-            None => CF_DATA,
-            Some(v) if v == CF_DATA.as_bytes() => CF_DATA,
-            Some(v) if v == CF_DATA_B.as_bytes() => CF_DATA_B,
-            Some(v) => {
-                let e =
-                    codec::DecodeError(format!("unknown family {:?}", String::from_utf8_lossy(&v)));
-                return Err(corrupt("active data family", e));
-            }
-        };
+        let active = read_active(&db, meta_cf, &db_path)?;
         let applied = read_meta(KEY_APPLIED)?;
         let durable = read_meta(KEY_DURABLE)?;
         let mut sessions = SessionTable::default();
