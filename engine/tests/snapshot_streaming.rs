@@ -72,6 +72,15 @@ fn assert_old_state(dst: &dyn StateMachine, what: &str) {
         None,
         "{what}: half installed"
     );
+    assert_eq!(
+        dst.durable_meta().last_index,
+        1,
+        "{what}: durable snapshot moved"
+    );
+    let old = dst.current_snapshot().unwrap().expect("the old snapshot");
+    assert_eq!(old.meta.last_index, 1, "{what}: another snapshot served");
+    let bytes: usize = old.chunks.map(|c| c.unwrap().len()).sum();
+    assert_eq!(bytes as u64, old.size_bytes, "{what}: old image damaged");
 }
 
 fn old_state(dst: &dyn StateMachine) {
@@ -88,6 +97,7 @@ fn old_state(dst: &dyn StateMachine) {
         },
     };
     dst.apply(&[e]).unwrap();
+    dst.build_snapshot().unwrap();
 }
 
 /// The whole check for one backend: `src` holds nothing yet, `dst` is another
