@@ -22,6 +22,7 @@ pub mod watch;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -29,6 +30,8 @@ use serde::Serialize;
 pub use recorder::Recorder;
 
 use crate::client::{Consistency, KvClient};
+use crate::prng::Rng;
+use crate::util::join_all;
 
 /// Which workload the clients run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -250,9 +253,74 @@ pub async fn final_reads_of(
     }
 }
 
+/// One logical client of a workload: what it does each time its turn comes.
+pub(crate) trait Step {
+    /// Runs one op; true when it succeeded.
+    fn step(&mut self, rng: &mut Rng) -> impl Future<Output = bool>;
+}
+
+/// Runs `make(g)` for each of the `cfg.clients()` logical clients, each with
+/// a generator of its own seeded from `cfg.seed ^ salt`, one op at a time,
+/// until `deadline` or `cfg.ops_max` ops in all; between two ops a think
+/// time, or a back-off after a failure.
+pub(crate) async fn drive<C: Step>(
+    cfg: &WorkloadConfig,
+    deadline: Instant,
+    salt: u64,
+    mut make: impl FnMut(usize) -> C,
+) {
+    let ops = AtomicU64::new(0);
+    let mut seed_rng = Rng::new(cfg.seed ^ salt);
+    let tasks = (0..cfg.clients()).map(|g| {
+        let mut client = make(g);
+        let mut rng = Rng::new(seed_rng.next_u64());
+        let ops = &ops;
+        async move {
+            while Instant::now() < deadline && ops.fetch_add(1, Ordering::Relaxed) < cfg.ops_max {
+                let ok = client.step(&mut rng).await;
+                let pause = pause_ms(cfg, ok, &mut rng);
+                let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
+                tokio::time::sleep_until(wake.into()).await;
+            }
+        }
+    });
+    join_all(tasks).await;
+}
+
+/// Process ids of the ops after the heal (final reads, the watch fence):
+/// beyond every client's.
+pub(crate) const FINAL_PROCESS_BASE: u64 = 1_000_000_000;
+
+/// Tries `op(kv, process)` on each node in turn, `backoff_ms` apart, until
+/// it succeeds (true) or `deadline` passes (false). `tries` counts attempts
+/// across calls: it picks the node and the process id
+/// (`FINAL_PROCESS_BASE + tries`), so no process id is ever reused.
+pub(crate) async fn on_each_node_until<F, Fut>(
+    clients: &[KvClient],
+    deadline: Instant,
+    backoff_ms: u64,
+    tries: &mut u64,
+    mut op: F,
+) -> bool
+where
+    F: FnMut(KvClient, u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    while Instant::now() < deadline {
+        let kv = clients[*tries as usize % clients.len()].clone();
+        let process = FINAL_PROCESS_BASE + *tries;
+        *tries += 1;
+        if op(kv, process).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+    }
+    false
+}
+
 /// The pause after an op: a think time after success, a back-off after a
 /// failure.
-pub(crate) fn pause_ms(cfg: &WorkloadConfig, ok: bool, rng: &mut crate::prng::Rng) -> u64 {
+fn pause_ms(cfg: &WorkloadConfig, ok: bool, rng: &mut Rng) -> u64 {
     if ok {
         rng.range(cfg.think_ms.0, cfg.think_ms.1)
     } else {

@@ -17,7 +17,7 @@
 //! mistaken for a current one. After an `info` the client takes a new process
 //! id (the old one stays open to the end, Jepsen's convention).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use d_engine_histories::{EventType, Value};
@@ -52,7 +52,8 @@ struct Client<'a> {
     /// Process ids are reissued in steps of the client count.
     stride: u64,
     last_seen: Value,
-    rng: Rng,
+    /// The run's counter of written values (each value once).
+    values: &'a AtomicI64,
 }
 
 /// What one op did.
@@ -202,43 +203,40 @@ impl Client<'_> {
     }
 }
 
+impl super::Step for Client<'_> {
+    /// A read, a write or a cas, by the configured shares.
+    async fn step(&mut self, rng: &mut Rng) -> bool {
+        let cfg = self.cfg;
+        let roll = rng.unit();
+        let write_cut = cfg.read_fraction + (1.0 - cfg.read_fraction) / 2.0;
+        let outcome = if roll < cfg.read_fraction {
+            self.read(cfg.consistency).await
+        } else if roll < write_cut {
+            self.write(self.values.fetch_add(1, Ordering::Relaxed))
+                .await
+        } else {
+            self.cas(self.values.fetch_add(1, Ordering::Relaxed)).await
+        };
+        matches!(outcome, Outcome::Ok)
+    }
+}
+
 /// Runs the register clients until `deadline` or until `cfg.ops_max` ops
 /// in total. `clients[i]` is a client bound to node i.
 pub async fn run(rec: &Recorder, cfg: &WorkloadConfig, clients: &[KvClient], deadline: Instant) {
-    let total = cfg.keys * cfg.clients_per_key;
-    let ops = AtomicU64::new(0);
+    let total = cfg.clients();
     let values = AtomicI64::new(1);
-    let mut seed_rng = Rng::new(cfg.seed ^ 0x776F_726B_6C6F_6164);
-    let tasks = (0..total).map(|g| {
-        let mut client = Client {
-            rec,
-            cfg,
-            kv: clients[g % clients.len()].clone(),
-            key: key_name(g / cfg.clients_per_key),
-            process: g as u64,
-            stride: total as u64,
-            last_seen: Value::Nil,
-            rng: Rng::new(seed_rng.next_u64()),
-        };
-        let (ops, values) = (&ops, &values);
-        async move {
-            while Instant::now() < deadline && ops.fetch_add(1, Ordering::Relaxed) < cfg.ops_max {
-                let roll = client.rng.unit();
-                let write_cut = cfg.read_fraction + (1.0 - cfg.read_fraction) / 2.0;
-                let outcome = if roll < cfg.read_fraction {
-                    client.read(cfg.consistency).await
-                } else if roll < write_cut {
-                    client.write(values.fetch_add(1, Ordering::Relaxed)).await
-                } else {
-                    client.cas(values.fetch_add(1, Ordering::Relaxed)).await
-                };
-                let pause = super::pause_ms(cfg, matches!(outcome, Outcome::Ok), &mut client.rng);
-                let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
-                tokio::time::sleep_until(wake.into()).await;
-            }
-        }
-    });
-    join_all(tasks).await;
+    super::drive(cfg, deadline, 0x776F_726B_6C6F_6164, |g| Client {
+        rec,
+        cfg,
+        kv: clients[g % clients.len()].clone(),
+        key: key_name(g / cfg.clients_per_key),
+        process: g as u64,
+        stride: total as u64,
+        last_seen: Value::Nil,
+        values: &values,
+    })
+    .await;
 }
 
 /// After the heal: one linearizable read of every key, retried (each try
@@ -249,7 +247,10 @@ pub async fn final_reads(
     clients: &[KvClient],
     deadline: Instant,
 ) -> usize {
-    let base = 1_000_000_000u64;
+    let base = super::FINAL_PROCESS_BASE;
+    // Final reads write nothing.
+    let no_values = AtomicI64::new(0);
+    let no_values = &no_values;
     let reads = (0..cfg.keys).map(|k| {
         let mut client = Client {
             rec,
@@ -259,7 +260,7 @@ pub async fn final_reads(
             process: base + k as u64,
             stride: cfg.keys as u64,
             last_seen: Value::Nil,
-            rng: Rng::new(k as u64),
+            values: no_values,
         };
         async move {
             let mut attempt = 0usize;

@@ -6,8 +6,8 @@
 //! stay small; after the heal every set the run used is read once more.
 //! Works on etcd (one `Range`) and d-engine (a prefix scan).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
 
 use d_engine_histories::{EventType, Value};
 
@@ -15,7 +15,6 @@ use super::txn::KeyPool;
 use super::{Recorder, WorkloadConfig};
 use crate::client::{Consistency, KvClient, OpError};
 use crate::prng::Rng;
-use crate::util::join_all;
 
 /// Adds a set takes before the workload moves to a fresh one.
 pub const SET_ADDS_MAX: u64 = 200;
@@ -128,6 +127,27 @@ impl Client<'_> {
     }
 }
 
+/// A client of the run (the final reads have none).
+struct Runner<'a> {
+    client: Client<'a>,
+    pool: &'a KeyPool,
+    elements: &'a AtomicI64,
+}
+
+impl super::Step for Runner<'_> {
+    /// A read of a set, or an add of a new element, by `read_fraction`.
+    async fn step(&mut self, rng: &mut Rng) -> bool {
+        let cfg = self.client.cfg;
+        if rng.unit() < cfg.read_fraction {
+            let s = self.pool.read_key(rng);
+            self.client.read(s, cfg.consistency).await
+        } else {
+            let e = self.elements.fetch_add(1, Ordering::Relaxed);
+            self.client.add(self.pool.write_key(rng), e).await
+        }
+    }
+}
+
 /// Runs the set clients until `deadline` or `cfg.ops_max` ops.
 pub async fn run(
     rec: &Recorder,
@@ -137,34 +157,19 @@ pub async fn run(
     deadline: Instant,
 ) {
     let total = cfg.clients();
-    let ops = AtomicU64::new(0);
     let elements = AtomicI64::new(1);
-    let mut seed_rng = Rng::new(cfg.seed ^ 0x7365_7473);
-    let tasks = (0..total).map(|g| {
-        let mut client = Client {
+    super::drive(cfg, deadline, 0x7365_7473, |g| Runner {
+        client: Client {
             rec,
             cfg,
             kv: clients[g % clients.len()].clone(),
             process: g as u64,
             stride: total as u64,
-        };
-        let mut rng = Rng::new(seed_rng.next_u64());
-        let (ops, elements) = (&ops, &elements);
-        async move {
-            while Instant::now() < deadline && ops.fetch_add(1, Ordering::Relaxed) < cfg.ops_max {
-                let ok = if rng.unit() < cfg.read_fraction {
-                    client.read(pool.read_key(&mut rng), cfg.consistency).await
-                } else {
-                    let e = elements.fetch_add(1, Ordering::Relaxed);
-                    client.add(pool.write_key(&mut rng), e).await
-                };
-                let pause = super::pause_ms(cfg, ok, &mut rng);
-                let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
-                tokio::time::sleep_until(wake.into()).await;
-            }
-        }
-    });
-    join_all(tasks).await;
+        },
+        pool,
+        elements: &elements,
+    })
+    .await;
 }
 
 /// After the heal: a linearizable read of every set the run used, each
@@ -178,22 +183,20 @@ pub async fn final_reads(
     deadline: Instant,
 ) -> usize {
     let mut done = 0;
-    let mut attempt = 0usize;
+    let mut tries = 0;
     for s in 0..pool.keys_used() {
-        while Instant::now() < deadline {
+        let read = |kv, process| async move {
             let mut client = Client {
                 rec,
                 cfg,
-                kv: clients[attempt % clients.len()].clone(),
-                process: 1_000_000_000 + attempt as u64,
+                kv,
+                process,
                 stride: 1,
             };
-            attempt += 1;
-            if client.read(s, Consistency::Linearizable).await {
-                done += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(cfg.backoff_ms)).await;
+            client.read(s, Consistency::Linearizable).await
+        };
+        if super::on_each_node_until(clients, deadline, cfg.backoff_ms, &mut tries, read).await {
+            done += 1;
         }
     }
     done

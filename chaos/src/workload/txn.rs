@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use d_engine_histories::{EventType, Value};
@@ -36,7 +36,6 @@ use tonic::codegen::Bytes;
 use super::{Recorder, WorkloadConfig, WorkloadKind};
 use crate::client::{Consistency, KvClient, OpError};
 use crate::prng::Rng;
-use crate::util::join_all;
 
 /// One micro-op, with what a read returned once known.
 #[derive(Debug, Clone, PartialEq)]
@@ -462,6 +461,20 @@ impl Client<'_> {
     }
 }
 
+/// A client of the run's transactions (the final reads have none).
+struct Runner<'a> {
+    client: Client<'a>,
+    pool: &'a KeyPool,
+    values: &'a AtomicI64,
+}
+
+impl super::Step for Runner<'_> {
+    async fn step(&mut self, rng: &mut Rng) -> bool {
+        let mops = generate(self.client.cfg, self.pool, self.values, rng);
+        self.client.txn(&mops).await
+    }
+}
+
 /// Runs the transaction clients until `deadline` or `cfg.ops_max` ops.
 pub async fn run(
     rec: &Recorder,
@@ -471,30 +484,19 @@ pub async fn run(
     deadline: Instant,
 ) {
     let total = cfg.clients();
-    let ops = AtomicU64::new(0);
     let values = AtomicI64::new(1);
-    let mut seed_rng = Rng::new(cfg.seed ^ 0x7478_6E73);
-    let tasks = (0..total).map(|g| {
-        let mut client = Client {
+    super::drive(cfg, deadline, 0x7478_6E73, |g| Runner {
+        client: Client {
             rec,
             cfg,
             kv: clients[g % clients.len()].clone(),
             process: g as u64,
             stride: total as u64,
-        };
-        let mut rng = Rng::new(seed_rng.next_u64());
-        let (ops, values) = (&ops, &values);
-        async move {
-            while Instant::now() < deadline && ops.fetch_add(1, Ordering::Relaxed) < cfg.ops_max {
-                let mops = generate(cfg, pool, values, &mut rng);
-                let ok = client.txn(&mops).await;
-                let pause = super::pause_ms(cfg, ok, &mut rng);
-                let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
-                tokio::time::sleep_until(wake.into()).await;
-            }
-        }
-    });
-    join_all(tasks).await;
+        },
+        pool,
+        values: &values,
+    })
+    .await;
 }
 
 /// Keys read by one final transaction, at most.
@@ -518,23 +520,22 @@ pub async fn final_reads(
     };
     let keys: Vec<u64> = (0..pool.keys_used()).collect();
     let mut done = 0;
-    let mut attempt = 0usize;
+    let mut tries = 0;
     for chunk in keys.chunks(FINAL_READ_KEYS) {
         let mops: Vec<Mop> = chunk.iter().map(|&k| Mop::Read(k, None)).collect();
-        while Instant::now() < deadline {
+        let (final_cfg, mops) = (&final_cfg, &mops);
+        let read = |kv, process| async move {
             let mut client = Client {
                 rec,
-                cfg: &final_cfg,
-                kv: clients[attempt % clients.len()].clone(),
-                process: 1_000_000_000 + attempt as u64,
+                cfg: final_cfg,
+                kv,
+                process,
                 stride: 1,
             };
-            attempt += 1;
-            if client.txn(&mops).await {
-                done += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(cfg.backoff_ms)).await;
+            client.txn(mops).await
+        };
+        if super::on_each_node_until(clients, deadline, cfg.backoff_ms, &mut tries, read).await {
+            done += 1;
         }
     }
     done

@@ -43,7 +43,6 @@ use tonic::transport::Channel;
 use super::{Recorder, WorkloadConfig};
 use crate::client::{KvClient, OpError, prefix_end};
 use crate::prng::Rng;
-use crate::util::join_all;
 
 /// The watched prefix.
 pub const PREFIX: &str = "w/";
@@ -260,28 +259,48 @@ pub async fn run(
 ) {
     start_watchers(log, shared, cfg, clients);
     let total = cfg.clients();
-    let ops = AtomicU64::new(0);
     let values = AtomicI64::new(1);
-    let mut seed_rng = Rng::new(cfg.seed ^ 0x0077_6174_6368);
-    let tasks = (0..total).map(|g| {
-        let kv = clients[g % clients.len()].clone();
-        let mut rng = Rng::new(seed_rng.next_u64());
-        let (ops, values) = (&ops, &values);
-        async move {
-            let mut process = g as u64;
-            while Instant::now() < deadline && ops.fetch_add(1, Ordering::Relaxed) < cfg.ops_max {
-                let w = random_write(cfg, values, &mut rng);
-                let result = write_once(log, rec, &kv, process, w, cfg.op_timeout).await;
-                if matches!(&result, Err(e) if !e.definite) {
-                    process += total as u64;
-                }
-                let pause = super::pause_ms(cfg, result.is_ok(), &mut rng);
-                let wake = (Instant::now() + Duration::from_millis(pause)).min(deadline);
-                tokio::time::sleep_until(wake.into()).await;
-            }
+    super::drive(cfg, deadline, 0x0077_6174_6368, |g| Writer {
+        log,
+        rec,
+        cfg,
+        kv: clients[g % clients.len()].clone(),
+        process: g as u64,
+        stride: total as u64,
+        values: &values,
+    })
+    .await;
+}
+
+/// One writer process.
+struct Writer<'a> {
+    log: &'a WatchLog,
+    rec: &'a Recorder,
+    cfg: &'a WorkloadConfig,
+    kv: KvClient,
+    process: u64,
+    stride: u64,
+    values: &'a AtomicI64,
+}
+
+impl super::Step for Writer<'_> {
+    async fn step(&mut self, rng: &mut Rng) -> bool {
+        let w = random_write(self.cfg, self.values, rng);
+        let result = write_once(
+            self.log,
+            self.rec,
+            &self.kv,
+            self.process,
+            w,
+            self.cfg.op_timeout,
+        )
+        .await;
+        // After an unknown outcome the process id is retired (Jepsen's rule).
+        if matches!(&result, Err(e) if !e.definite) {
+            self.process += self.stride;
         }
-    });
-    join_all(tasks).await;
+        result.is_ok()
+    }
 }
 
 fn start_watchers(
@@ -316,9 +335,6 @@ fn start_watchers(
     }
 }
 
-/// Process ids of the fence writes (beyond the writers').
-const FENCE_PROCESS: u64 = 1_000_000_000;
-
 /// After the heal: one put to `w/fence` (retried on each node in turn until
 /// it commits or `deadline`), whose revision every watcher must then reach
 /// by `deadline`: every watcher's filters let a put through, so each learns
@@ -332,24 +348,26 @@ pub async fn finish(
     clients: &[KvClient],
     deadline: Instant,
 ) -> usize {
-    let mut fence = None;
-    let mut attempt = 0u64;
-    while fence.is_none() && Instant::now() < deadline {
-        let kv = &clients[attempt as usize % clients.len()];
-        let ops = vec![WriteOp::Put {
-            key: format!("{PREFIX}fence"),
-            value: format!("fence-{attempt}"),
-        }];
-        let t = Duration::from_secs(2);
-        fence = write_once(log, rec, kv, FENCE_PROCESS + attempt, ops, t)
-            .await
-            .ok()
-            .flatten();
-        attempt += 1;
-        if fence.is_none() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let fence = std::cell::Cell::new(None);
+    let mut tries = 0;
+    let put = |kv: KvClient, process: u64| {
+        let fence = &fence;
+        async move {
+            let ops = vec![WriteOp::Put {
+                key: format!("{PREFIX}fence"),
+                value: format!("fence-{process}"),
+            }];
+            let t = Duration::from_secs(2);
+            let rev = write_once(log, rec, &kv, process, ops, t)
+                .await
+                .ok()
+                .flatten();
+            fence.set(rev);
+            rev.is_some()
         }
-    }
+    };
+    super::on_each_node_until(clients, deadline, 200, &mut tries, put).await;
+    let fence = fence.get();
     let give_up = deadline.saturating_duration_since(log.t0).as_millis() as u64;
     shared.give_up_ms.store(give_up.max(1), Ordering::SeqCst);
     shared

@@ -317,6 +317,8 @@ fn decode_header(b: &mut ChunkBuf<'_>) -> Result<(u32, SnapshotMeta)> {
 }
 
 /// The meta in an image file's header (the rest is neither read nor verified).
+/// Only the RocksDB backend asks (to serve no image its meta does not name).
+#[cfg(feature = "rocksdb")]
 pub(crate) fn file_header_meta(path: &Path) -> Result<SnapshotMeta> {
     let file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
     let mut chunks = crate::storage::state_machine::file_chunks(file, path.to_path_buf(), 4096);
