@@ -112,6 +112,26 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     Vec::new()
 }
 
+/// One etcd `Range` of `[key, range_end)` (an empty end: `key` alone).
+async fn etcd_range(
+    ch: &Channel,
+    key: &[u8],
+    range_end: Bytes,
+    consistency: Consistency,
+) -> Result<etcd::RangeResponse, OpError> {
+    let req = etcd::RangeRequest {
+        key: Bytes::copy_from_slice(key),
+        range_end,
+        serializable: consistency == Consistency::Serializable,
+        ..Default::default()
+    };
+    Ok(etcd::kv_client::KvClient::new(ch.clone())
+        .range(req)
+        .await
+        .map_err(|s| classify(&s))?
+        .into_inner())
+}
+
 fn channel(endpoint: &str) -> anyhow::Result<Channel> {
     let url = if endpoint.contains("://") {
         endpoint.to_owned()
@@ -380,16 +400,7 @@ impl KvClient {
         timed(timeout, async {
             match self {
                 KvClient::Etcd(ch) => {
-                    let req = etcd::RangeRequest {
-                        key: Bytes::copy_from_slice(key),
-                        serializable: consistency == Consistency::Serializable,
-                        ..Default::default()
-                    };
-                    let resp = etcd::kv_client::KvClient::new(ch.clone())
-                        .range(req)
-                        .await
-                        .map_err(|s| classify(&s))?
-                        .into_inner();
+                    let resp = etcd_range(ch, key, Bytes::new(), consistency).await?;
                     Ok(resp.kvs.into_iter().next().map(|kv| kv.value.to_vec()))
                 }
                 KvClient::Dengine(c) => c.get(key, consistency).await,
@@ -515,17 +526,8 @@ impl KvClient {
         timed(timeout, async {
             match self {
                 KvClient::Etcd(ch) => {
-                    let req = etcd::RangeRequest {
-                        key: Bytes::copy_from_slice(prefix),
-                        range_end: Bytes::from(prefix_end(prefix)),
-                        serializable: consistency == Consistency::Serializable,
-                        ..Default::default()
-                    };
-                    let resp = etcd::kv_client::KvClient::new(ch.clone())
-                        .range(req)
-                        .await
-                        .map_err(|s| classify(&s))?
-                        .into_inner();
+                    let end = Bytes::from(prefix_end(prefix));
+                    let resp = etcd_range(ch, prefix, end, consistency).await?;
                     Ok(resp
                         .kvs
                         .into_iter()

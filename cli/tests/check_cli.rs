@@ -3,10 +3,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Output;
 
-use support::output_within;
+use support::{check_command as dengine, stdout};
 
 /// Porcupine's histories, copied into `testdata/porcupine-kv` (MIT, LICENSE.md there).
 fn fixture(name: &str) -> PathBuf {
@@ -15,18 +14,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn dengine(args: &[&str]) -> Output {
-    let mut check = Command::new(env!("CARGO_BIN_EXE_dengine"));
-    check.arg("check").args(args);
-    output_within(&mut check, Duration::from_secs(120))
-}
-
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exited normally")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn stderr(out: &Output) -> String {

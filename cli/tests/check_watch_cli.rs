@@ -5,10 +5,8 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::Duration;
 
-use support::{TestDir, output_within};
+use support::{TestDir, check_command as dengine, stdout};
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,16 +14,6 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn dengine(args: &[&str]) -> Output {
-    let mut check = Command::new(env!("CARGO_BIN_EXE_dengine"));
-    check.arg("check").args(args);
-    output_within(&mut check, Duration::from_secs(120))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -271,6 +271,18 @@ fn unsafe_sigterm(pid: u32) {
     );
 }
 
+/// Runs `dengine check ARGS`, within two minutes.
+pub fn check_command(args: &[&str]) -> Output {
+    let mut check = Command::new(env!("CARGO_BIN_EXE_dengine"));
+    check.arg("check").args(args);
+    output_within(&mut check, Duration::from_secs(120))
+}
+
+/// A command's standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `cmd` (stdin closed, output captured) and waits at most `limit`; a
 /// command still running then is killed and the test fails naming it.
 #[track_caller]
